@@ -1,0 +1,166 @@
+"""The `roi` command: serve, worker, db, users, bench."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+import click
+import msgspec
+
+from app.settings import Settings, get_settings
+
+
+@contextmanager
+def service_urls(settings: Settings) -> Iterator[Settings]:
+    """Settings with DATABASE_URL and REDIS_URL filled in, starting embedded servers for the ones not set.
+
+    The URLs are also exported to the environment so that server and worker processes spawned inside inherit them.
+    """
+    from app.embedded import start_postgres, start_valkey
+
+    with ExitStack() as servers:
+        changes: dict[str, str] = {}
+        if not settings.database_url:
+            click.echo(f"No DATABASE_URL: starting embedded PostgreSQL under {settings.roi_data_dir}", err=True)
+            postgres = start_postgres(settings.roi_data_dir)
+            servers.callback(postgres.stop)
+            changes["database_url"] = postgres.url
+        if not settings.redis_url:
+            click.echo(f"No REDIS_URL: starting embedded Valkey under {settings.roi_data_dir}", err=True)
+            valkey = start_valkey(settings.roi_data_dir)
+            servers.callback(valkey.stop)
+            changes["redis_url"] = valkey.url
+        os.environ.update({name.upper(): value for name, value in changes.items()})
+        os.environ.setdefault("SECRET_KEY", settings.secret_key)
+        get_settings.cache_clear()
+        yield msgspec.structs.replace(settings, **changes)
+
+
+def _migrate(settings: Settings) -> None:
+    from db.migrate import upgrade
+
+    assert settings.database_url
+    upgrade(settings.database_url)
+
+
+@click.group()
+def main() -> None:
+    """roi: ROI-analysis workflows as background jobs."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=os.cpu_count() or 1, show_default="the number of cores", type=click.IntRange(1))
+def serve(host: str, port: int, workers: int) -> None:
+    """Migrate the database and serve the API with Granian (embedded PostgreSQL/Valkey when no URLs are set)."""
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    with service_urls(get_settings()) as settings:
+        _migrate(settings)
+        click.echo(f"roi: API on http://{host}:{port} (docs at /schema), {workers} worker(s)", err=True)
+        Granian(
+            "app.asgi:create_app",
+            factory=True,
+            address=host,
+            port=port,
+            interface=Interfaces.ASGI,
+            loop=Loops.uvloop,
+            workers=workers,
+            log_access=False,
+        ).serve()
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema."""
+    with service_urls(get_settings()) as settings:
+        _migrate(settings)
+    click.echo("database is up to date", err=True)
+
+
+@main.group()
+def users() -> None:
+    """Account commands."""
+
+
+@users.command("create")
+@click.argument("email")
+@click.option("--name", default=None, help="Display name (default: the part of the email before @).")
+@click.option("--admin", is_flag=True, help="Give the account admin rights (the SAQ UI).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of a prompt.")
+def users_create(email: str, name: str | None, admin: bool, password_stdin: bool) -> None:
+    """Create an account."""
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    )
+    if len(password) < 8:
+        raise click.BadParameter("the password needs at least 8 characters", param_hint="password")
+    with service_urls(get_settings()) as settings:
+        _migrate(settings)
+        user_id = asyncio.run(_create_user(settings, email, name or email.split("@")[0], password, admin))
+    click.echo(f"created {'admin ' if admin else ''}{email} ({user_id})")
+
+
+async def _create_user(settings: Settings, email: str, name: str, password: str, is_admin: bool) -> str:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from domain.accounts.service import UserService
+    from domain.errors import DomainError
+
+    assert settings.database_url
+    engine = create_async_engine(settings.database_url)
+    try:
+        async with async_sessionmaker(engine)() as session:
+            user = await UserService(session=session).register(email, password, name, is_admin=is_admin)
+            return str(user.id)
+    except DomainError as error:
+        raise click.ClickException(error.detail) from error
+    finally:
+        await engine.dispose()
+
+
+@main.command()
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Granian worker processes.")
+@click.option("--connections", default=32, show_default=True, type=click.IntRange(1), help="Concurrent connections.")
+@click.option("--duration", type=click.FloatRange(min=0.1), help="Seconds measured per scenario, round [10; quick 2].")
+@click.option("--quick", is_flag=True, help="Short windows (2 s after a 0.5 s warm-up) for a fast check.")
+@click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Interleaved rounds.")
+@click.option("--scenario", "scenarios", multiple=True, help="Run this scenario (repeatable); the floor always runs.")
+@click.option("--all", "run_all", is_flag=True, help="Run every registered scenario (the default).")
+@click.option("--output", type=click.Path(dir_okay=False), help="The JSON report [bench-results/bench-<time>.json].")
+def bench(
+    workers: int,
+    connections: int,
+    duration: float | None,
+    quick: bool,
+    rounds: int,
+    scenarios: tuple[str, ...],
+    run_all: bool,
+    output: str | None,
+) -> None:
+    """Load the service on its own servers; report req/s and latencies against the /health floor of the same run."""
+    from app.bench.runner import run_bench
+
+    run_bench(
+        workers=workers,
+        connections=connections,
+        duration_s=duration,
+        quick=quick,
+        rounds=rounds,
+        scenario_names=scenarios,
+        run_all=run_all,
+        output=output,
+    )

@@ -1,0 +1,76 @@
+"""Settings read once from the environment (and a `.env` file), typed and validated."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from dotenv import dotenv_values
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting of the service; each field reads the environment variable of its upper-cased name."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: str = ""
+    roi_data_dir: Path = Path(".roi-data")
+    redis_namespace: str = "roi"
+
+    db_pool_size: PositiveInt = 10
+    db_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
+    db_pool_recycle_s: PositiveInt = 1800
+    db_pool_timeout_s: NonNegativeFloat = 5.0
+    db_fast_pool_size: PositiveInt = 10
+    redis_max_connections: PositiveInt = 64
+    redis_timeout_s: NonNegativeFloat = 0.05
+
+    access_token_ttl_s: PositiveInt = 86_400
+    slow_query_ms: NonNegativeFloat = 100.0
+    log_level: str = "INFO"
+
+
+def _environment() -> dict[str, Any]:
+    values: dict[str, Any] = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    values.update(os.environ)
+    names = {name.upper(): name for name in Settings.__struct_fields__}
+    return {names[key]: value for key, value in values.items() if key in names and value != ""}
+
+
+def load_settings() -> Settings:
+    """Read and validate the settings; raises `msgspec.ValidationError` naming a bad variable."""
+    settings = msgspec.convert(_environment(), Settings, strict=False, dec_hook=_decode_path)
+    if not settings.secret_key:
+        settings = msgspec.structs.replace(settings, secret_key=_persistent_secret(settings.roi_data_dir))
+    return settings
+
+
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(kind)
+
+
+def _persistent_secret(data_dir: Path) -> str:
+    """A SECRET_KEY generated once and kept under the data dir, so tokens survive restarts."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key)
+    return key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,108 @@
+"""Tables and indexes: the schema of record. Nothing here imports the domain."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from advanced_alchemy.base import UUIDAuditBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import (
+    ARRAY,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+WORKFLOW_STATUSES = ("draft", "queued", "running", "succeeded", "failed", "cancelled")
+STEP_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "skipped")
+PRIORITIES = ("high", "normal", "low")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class User(UUIDAuditBase):
+    __tablename__ = "users"
+
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Agent(UUIDAuditBase):
+    __tablename__ = "agents"
+
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    step_kinds: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    available: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Workflow(UUIDAuditBase):
+    __tablename__ = "roi_workflows"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", WORKFLOW_STATUSES), name="status"),
+        CheckConstraint(_one_of("priority", PRIORITIES), name="priority"),
+        Index("idx_workflow_status", "status"),
+    )
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    priority: Mapped[str] = mapped_column(String(8), default="normal")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    current_step: Mapped[str | None] = mapped_column(String(32), default=None)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    cash_flows: Mapped[list[float] | None] = deferred(mapped_column(ARRAY(Float), default=None))
+    upload_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    job_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    queued_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    started_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+    steps: Mapped[list[WorkflowStep]] = relationship(
+        back_populates="workflow",
+        order_by="WorkflowStep.position",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="raise",
+    )
+
+
+class WorkflowStep(UUIDAuditBase):
+    __tablename__ = "workflow_steps"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", STEP_STATUSES), name="status"),
+        Index("idx_steps_workflow", "workflow_id", "position", unique=True),
+    )
+
+    workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("roi_workflows.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    agent: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+    workflow: Mapped[Workflow] = relationship(back_populates="steps", lazy="raise")
+
+
+Index("idx_workflow_created", Workflow.created_at.desc())
+Index("idx_workflow_owner_created", Workflow.owner_id, Workflow.created_at.desc())
+Index("idx_workflow_owner_status_created", Workflow.owner_id, Workflow.status, Workflow.created_at.desc())

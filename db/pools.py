@@ -1,0 +1,46 @@
+"""The raw asyncpg pool behind the hot read paths, next to the ORM engine used for writes."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from db.statements import StatementObserver, read_pool_logger
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The libpq form of a `postgresql+asyncpg://` URL."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _prepare_connection(observers: list[StatementObserver], connection: asyncpg.Connection) -> None:
+    # The binary wire format of `json` is its UTF-8 text: hand those bytes over undecoded.
+    await connection.set_type_codec(
+        "json", schema="pg_catalog", encoder=lambda value: value, decoder=lambda value: value, format="binary"
+    )
+    connection.add_query_logger(read_pool_logger(observers))
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Skip the per-release reset round trip: read-pool users never change session state."""
+
+
+async def create_read_pool(
+    database_url: str, size: int, observers: list[StatementObserver] | None = None, **options: Any
+) -> asyncpg.Pool:
+    """A pool whose `json` results arrive as bytes; every statement is reported to each of `observers`.
+
+    `observers` is read at call time, so observers added later (the slow-query log, a test's counter) see everything.
+    """
+    return await asyncpg.create_pool(
+        asyncpg_dsn(database_url),
+        min_size=1,
+        max_size=size,
+        init=partial(_prepare_connection, observers if observers is not None else []),
+        reset=_keep_session,
+        server_settings={"application_name": "roi-read", "timezone": "UTC"},
+        **options,
+    )

@@ -1,0 +1,63 @@
+"""HTTP for accounts: register, login, me."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from litestar import Controller, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.security.jwt import JWTAuth, Token
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import User
+from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, Registration, UserOut
+from domain.accounts.service import UserService
+from domain.errors import NotFound
+from domain.http import provide_current_user, strict_body
+
+
+async def provide_user_service(db_session: AsyncSession) -> AsyncGenerator[UserService, None]:
+    async with UserService.new(session=db_session) as service:
+        yield service
+
+
+def user_out(user: User) -> UserOut:
+    return UserOut(id=user.id, email=user.email, name=user.name, is_admin=user.is_admin, created_at=user.created_at)
+
+
+class AccountController(Controller):
+    tags = ["accounts"]
+    dependencies = {
+        "users": Provide(provide_user_service),
+        "user": Provide(provide_current_user, sync_to_thread=False),
+    }
+
+    @post(
+        "/api/auth/register",
+        status_code=HTTP_201_CREATED,
+        before_request=strict_body(Registration),
+        summary="Create an account",
+    )
+    async def register(self, data: Registration, users: UserService) -> UserOut:
+        return user_out(await users.register(data.email, data.password, data.name))
+
+    @post(
+        "/api/auth/login",
+        status_code=HTTP_200_OK,
+        before_request=strict_body(Credentials),
+        summary="Exchange credentials for a bearer token",
+    )
+    async def login(self, data: Credentials, users: UserService, state: State) -> AccessToken:
+        user = await users.authenticate(data.email, data.password)
+        auth: JWTAuth[CurrentUser, Token] = state.jwt_auth
+        token = auth.create_token(identifier=str(user.id), token_extras={"adm": user.is_admin})
+        return AccessToken(access_token=token, expires_in=int(auth.default_token_expiration.total_seconds()))
+
+    @get("/api/me", summary="The current user")
+    async def me(self, user: CurrentUser, users: UserService) -> UserOut:
+        account = await users.get_user(user.id)
+        if account is None:
+            raise NotFound("this account no longer exists")
+        return user_out(account)

@@ -1,0 +1,48 @@
+"""The accounts contract: what register, login and /api/me take and give."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+Email = Annotated[
+    str,
+    msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="an email address"),
+]
+Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256, description="at least 8 characters")]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class Registration(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Password
+    name: Name
+
+
+class Credentials(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class AccessToken(msgspec.Struct):
+    access_token: str
+    expires_in: int
+    token_type: Literal["bearer"] = "bearer"
+
+
+class UserOut(msgspec.Struct):
+    id: uuid.UUID
+    email: str
+    name: str
+    is_admin: bool
+    created_at: datetime.datetime
+
+
+class CurrentUser(msgspec.Struct, frozen=True):
+    """Who is calling, read from the verified token alone so that hot paths make no query for it."""
+
+    id: uuid.UUID
+    is_admin: bool = False

@@ -1,0 +1,25 @@
+"""HTTP for agents."""
+
+from __future__ import annotations
+
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from domain.agents.schemas import AgentList
+from domain.agents.service import AgentReader
+from domain.http import documented, json_bytes
+
+
+def provide_agent_reader(state: State) -> AgentReader:
+    return AgentReader(state.read_pool)
+
+
+class AgentController(Controller):
+    path = "/api/agents"
+    tags = ["agents"]
+    dependencies = {"agents": Provide(provide_agent_reader, sync_to_thread=False)}
+
+    @get(responses=documented(AgentList, "The agents and the step kinds they execute"))
+    async def list_agents(self, agents: AgentReader) -> Response[bytes]:
+        return json_bytes(await agents.list_json())

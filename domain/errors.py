@@ -1,0 +1,27 @@
+"""Domain errors that the edge maps to HTTP statuses, so services never import the web framework's exceptions."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(DomainError):
+    status_code = 400
+
+
+class Unauthorized(DomainError):
+    status_code = 401
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class ConflictError(DomainError):
+    status_code = 409

@@ -1,0 +1,50 @@
+"""Small pieces every controller shares: raw JSON responses and the caller's identity."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+
+from domain.accounts.schemas import CurrentUser
+
+
+def json_bytes(body: bytes, status_code: int = 200) -> Response[bytes]:
+    """A response whose body is JSON already rendered elsewhere (PostgreSQL, the cache): sent as is."""
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def documented(schema: type, description: str, status_code: int = 200) -> dict[int, ResponseSpec]:
+    """OpenAPI for a handler that answers `json_bytes`: the body's real schema instead of `bytes`."""
+    return {status_code: ResponseSpec(schema, description=description)}
+
+
+def provide_current_user(request: Request[CurrentUser, Any, Any]) -> CurrentUser:
+    return request.user
+
+
+def strict_body(schema: type) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:
+    """A `before_request` hook that refuses JSON of the wrong types.
+
+    Litestar converts bodies leniently (the string "12" passes as a number); a contract should not.
+    The handler's own parse reuses the cached body, so this costs one extra decode on write paths only.
+    """
+
+    async def check(request: Request[Any, Any, Any]) -> None:
+        try:
+            msgspec.json.decode(await request.body(), type=schema)
+        except msgspec.ValidationError as error:
+            message, _, location = str(error).partition(" - at `")
+            key = location.rstrip("`").removeprefix("$").removeprefix(".")
+            raise ValidationException(
+                f"Validation failed for {request.method} {request.url.path}",
+                extra=[{"message": message, "key": key, "source": "body"}],
+            ) from error
+        except msgspec.DecodeError as error:
+            raise ValidationException(f"Malformed JSON body: {error}") from error
+
+    return check

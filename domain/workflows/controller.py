@@ -1,0 +1,90 @@
+"""HTTP for workflows: parse, call the service, return."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain.accounts.schemas import CurrentUser
+from domain.http import documented, json_bytes, provide_current_user, strict_body
+from domain.workflows.schemas import (
+    WorkflowCreate,
+    WorkflowOut,
+    WorkflowPage,
+    WorkflowPatch,
+    WorkflowStatus,
+    WorkflowStatusName,
+)
+from domain.workflows.service import WorkflowReader, WorkflowService
+
+
+def provide_workflow_reader(state: State) -> WorkflowReader:
+    return WorkflowReader(state.read_pool)
+
+
+def provide_workflow_service(db_session: AsyncSession, workflow_reader: WorkflowReader) -> WorkflowService:
+    return WorkflowService(session=db_session, reader=workflow_reader)
+
+
+class WorkflowController(Controller):
+    path = "/api/workflows"
+    tags = ["workflows"]
+    dependencies = {
+        "user": Provide(provide_current_user, sync_to_thread=False),
+        "workflow_reader": Provide(provide_workflow_reader, sync_to_thread=False),
+        "workflows": Provide(provide_workflow_service, sync_to_thread=False),
+    }
+
+    @post(
+        status_code=HTTP_201_CREATED,
+        before_request=strict_body(WorkflowCreate),
+        responses=documented(WorkflowOut, "The new workflow, in draft", HTTP_201_CREATED),
+    )
+    async def create_workflow(
+        self, data: WorkflowCreate, user: CurrentUser, workflows: WorkflowService
+    ) -> Response[bytes]:
+        return json_bytes(await workflows.create_workflow(user.id, data), HTTP_201_CREATED)
+
+    @get(responses=documented(WorkflowPage, "The caller's workflows, newest first"))
+    async def list_workflows(
+        self,
+        user: CurrentUser,
+        workflow_reader: WorkflowReader,
+        status: WorkflowStatusName | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+    ) -> Response[bytes]:
+        return json_bytes(await workflow_reader.page_json(user.id, status, limit, offset))
+
+    @get("/{workflow_id:str}", responses=documented(WorkflowOut, "The workflow with its steps"))
+    async def get_workflow(
+        self, workflow_id: uuid.UUID, user: CurrentUser, workflow_reader: WorkflowReader
+    ) -> Response[bytes]:
+        return json_bytes(await workflow_reader.detail_json(workflow_id, user.id))
+
+    @get("/{workflow_id:str}/status", responses=documented(WorkflowStatus, "Status and progress"))
+    async def get_workflow_status(
+        self, workflow_id: uuid.UUID, user: CurrentUser, workflow_reader: WorkflowReader
+    ) -> Response[bytes]:
+        return json_bytes(await workflow_reader.status_json(workflow_id, user.id))
+
+    @patch(
+        "/{workflow_id:str}",
+        before_request=strict_body(WorkflowPatch),
+        responses=documented(WorkflowOut, "The updated workflow"),
+    )
+    async def update_workflow(
+        self, workflow_id: uuid.UUID, data: WorkflowPatch, user: CurrentUser, workflows: WorkflowService
+    ) -> Response[bytes]:
+        return json_bytes(await workflows.update_workflow(workflow_id, user.id, data))
+
+    @delete("/{workflow_id:str}", status_code=HTTP_204_NO_CONTENT)
+    async def delete_workflow(self, workflow_id: uuid.UUID, user: CurrentUser, workflows: WorkflowService) -> None:
+        await workflows.delete_workflow(workflow_id, user.id)

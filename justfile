@@ -1,0 +1,29 @@
+# roi — everyday commands. `pip install -e '.[dev]'` brings `just` (rust-just).
+
+venv := ".venv/bin/"
+
+# Install and start the service (embedded PostgreSQL and Valkey when no URLs are set)
+serve *ARGS:
+    {{venv}}roi serve {{ARGS}}
+
+# Run the whole test suite
+test *ARGS:
+    {{venv}}pytest {{ARGS}}
+
+# Lint and type-check
+lint:
+    {{venv}}ruff check .
+    {{venv}}ruff format --check .
+    {{venv}}mypy
+
+# Benchmark every scenario (see `roi bench --help`)
+bench *ARGS:
+    {{venv}}roi bench {{ARGS}}
+
+# Migrate the database to the newest schema
+db-upgrade:
+    {{venv}}roi db upgrade
+
+# Run job workers alone
+worker *ARGS:
+    {{venv}}roi worker {{ARGS}}

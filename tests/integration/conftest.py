@@ -1,0 +1,134 @@
+"""Test fixtures: real PostgreSQL and Redis (the configured ones, else embedded), one database per run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from app.asgi import create_app
+from app.settings import Settings
+from db.migrate import upgrade
+from db.pools import asyncpg_dsn
+from tests.integration.support import Account, sign_up
+
+
+class ServiceURLs:
+    def __init__(self, database_url: str, redis_url: str) -> None:
+        self.database_url = database_url
+        self.redis_url = redis_url
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[ServiceURLs]:
+    """DATABASE_URL/REDIS_URL when set, otherwise embedded servers started for this run."""
+    from app.embedded import start_postgres, start_valkey
+
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    # Not under pytest's 0700 temp root: as root, embedded PostgreSQL runs as `nobody`, who must reach its data.
+    data_dir = Path(tempfile.mkdtemp(prefix="roi-test-embedded-"))
+    data_dir.chmod(0o755)
+    started = []
+    if not database_url:
+        started.append(postgres := start_postgres(data_dir))
+        database_url = postgres.url
+    if not redis_url:
+        started.append(valkey := start_valkey(data_dir))
+        redis_url = valkey.url
+    try:
+        yield ServiceURLs(database_url, redis_url)
+    finally:
+        for server in started:
+            server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def database_url(service_urls: ServiceURLs) -> AsyncIterator[str]:
+    """A fresh database for this run, migrated to head, dropped afterwards."""
+    name = f"roi_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(asyncpg_dsn(service_urls.database_url))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = str(_with_database(service_urls.database_url, name))
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, service_urls: ServiceURLs, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=service_urls.redis_url,
+        secret_key="test-secret-key-that-is-long-enough-for-hs256",
+        roi_data_dir=Path(tmp_path_factory.mktemp("data")),
+        redis_namespace=f"roitest-{uuid.uuid4().hex[:8]}",
+        db_pool_size=5,
+        db_max_overflow=5,
+        db_fast_pool_size=5,
+    )
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A raw pool on the test database, for arranging rows and checking what was stored."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    client = Redis.from_url(settings.redis_url or "")
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def _isolated(db: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]:
+    """Each test starts from an empty set of users and workflows (the seeded agents stay), and its Redis keys go."""
+    yield
+    await db.execute("TRUNCATE users, roi_workflows, workflow_steps CASCADE")
+    client = Redis.from_url(settings.redis_url or "")
+    async for key in client.scan_iter(match=f"{settings.redis_namespace}:*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
+    app = create_app(settings)
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def alice(client: AsyncTestClient) -> Account:
+    return await sign_up(client)
+
+
+@pytest.fixture
+async def bob(client: AsyncTestClient) -> Account:
+    return await sign_up(client)

@@ -1,0 +1,26 @@
+"""Helpers the integration tests share."""
+
+from __future__ import annotations
+
+from litestar.testing import AsyncTestClient
+
+from app.factories import RegistrationFactory
+
+
+class Account:
+    """A registered user and the headers that authenticate as them."""
+
+    def __init__(self, user_id: str, email: str, token: str) -> None:
+        self.id = user_id
+        self.email = email
+        self.headers = {"Authorization": f"Bearer {token}"}
+
+
+async def sign_up(client: AsyncTestClient) -> Account:
+    registration = RegistrationFactory.build()
+    body = {"email": registration.email, "password": registration.password, "name": registration.name}
+    created = await client.post("/api/auth/register", json=body)
+    assert created.status_code == 201, created.text
+    login = await client.post("/api/auth/login", json={"email": registration.email, "password": registration.password})
+    assert login.status_code == 200, login.text
+    return Account(created.json()["id"], registration.email, login.json()["access_token"])

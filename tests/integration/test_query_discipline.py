@@ -1,0 +1,123 @@
+"""The read paths stay cheap as data grows: constant statements per request, and the list uses its index."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from db.statements import ExecutedStatement
+from domain.workflows import queries
+from tests.integration.support import Account
+from tests.integration.test_workflows import create
+
+
+async def add_steps(db: asyncpg.Pool, workflow_id: uuid.UUID, count: int, first_position: int) -> None:
+    await db.execute(
+        """
+        INSERT INTO workflow_steps (id, workflow_id, position, kind, agent, status, progress, created_at, updated_at)
+        SELECT gen_random_uuid(), $1, p, 'analyze', 'analyze', 'pending', 0, now(), now()
+        FROM generate_series($2::int, $3::int) AS p""",
+        workflow_id,
+        first_position,
+        first_position + count - 1,
+    )
+
+
+async def statements_for(client: AsyncTestClient, path: str, headers: dict[str, str]) -> tuple[list[str], Any]:
+    seen: list[ExecutedStatement] = []
+    observers = client.app.state.query_observers
+    observers.append(seen.append)
+    try:
+        response = await client.get(path, headers=headers)
+    finally:
+        observers.remove(seen.append)
+    assert response.status_code == 200, response.text
+    return [statement.sql for statement in seen], response.json()
+
+
+async def test_detail_is_one_statement_for_one_step_or_two_hundred(
+    client: AsyncTestClient, alice: Account, db: asyncpg.Pool
+) -> None:
+    small = uuid.UUID((await create(client, alice))["id"])
+    large = uuid.UUID((await create(client, alice))["id"])
+    await db.execute("DELETE FROM workflow_steps WHERE workflow_id = $1 AND position > 0", small)
+    await add_steps(db, large, 196, first_position=4)
+
+    small_sql, small_body = await statements_for(client, f"/api/workflows/{small}", alice.headers)
+    large_sql, large_body = await statements_for(client, f"/api/workflows/{large}", alice.headers)
+
+    assert len(small_body["steps"]) == 1
+    assert len(large_body["steps"]) == 200
+    assert [step["position"] for step in large_body["steps"]] == list(range(200))
+    assert len(small_sql) == len(large_sql) == 1
+
+
+async def test_list_and_status_are_one_statement_each(client: AsyncTestClient, alice: Account) -> None:
+    for _ in range(3):
+        workflow = await create(client, alice)
+    list_sql, page = await statements_for(client, "/api/workflows", alice.headers)
+    status_sql, _ = await statements_for(client, f"/api/workflows/{workflow['id']}/status", alice.headers)
+    assert page["total"] == 3
+    assert len(list_sql) == 1
+    assert len(status_sql) == 1
+
+
+async def seed_many_workflows(db: asyncpg.Pool, owners: list[uuid.UUID], per_owner: int) -> None:
+    await db.execute(
+        """
+        INSERT INTO roi_workflows (id, owner_id, name, status, priority, progress, parameters, created_at, updated_at)
+        SELECT gen_random_uuid(), o, 'seeded', (ARRAY['draft','succeeded','failed'])[1 + i % 3], 'normal', 0,
+               '{"discount_rate": 0.1}', now() - make_interval(secs => i), now()
+        FROM unnest($1::uuid[]) AS o, generate_series(1, $2) AS i""",
+        owners,
+        per_owner,
+    )
+    await db.execute("ANALYZE roi_workflows")
+
+
+def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes = [plan]
+    for child in plan.get("Plans", []):
+        nodes.extend(plan_nodes(child))
+    return nodes
+
+
+async def explain(db: asyncpg.Pool, sql: str, *args: object) -> list[dict[str, Any]]:
+    raw = await db.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+    return plan_nodes(json.loads(raw)[0]["Plan"])
+
+
+async def test_list_query_uses_the_owner_index(
+    client: AsyncTestClient, alice: Account, bob: Account, db: asyncpg.Pool
+) -> None:
+    others = [uuid.uuid4() for _ in range(40)]
+    await db.executemany(
+        "INSERT INTO users (id, email, name, password_hash, is_admin, created_at, updated_at)"
+        " VALUES ($1, $2, 'x', 'x', false, now(), now())",
+        [(owner, f"{owner}@example.com") for owner in others],
+    )
+    await seed_many_workflows(db, [uuid.UUID(alice.id), *others], per_owner=500)
+
+    for sql, args in [
+        (queries.WORKFLOW_PAGE, (uuid.UUID(alice.id), 50, 0)),
+        (queries.WORKFLOW_PAGE_WITH_STATUS, (uuid.UUID(alice.id), 50, 0, "failed")),
+    ]:
+        nodes = await explain(db, sql, *args)
+        table_scans = [node["Node Type"] for node in nodes if node.get("Relation Name") == "roi_workflows"]
+        indexes = {
+            node["Index Name"] for node in nodes if node.get("Index Name", "").startswith(("idx_workflow", "pk_roi"))
+        }
+        assert table_scans, nodes
+        assert "Seq Scan" not in table_scans, table_scans
+        assert indexes, nodes
+        assert all(name.startswith("idx_workflow_owner") for name in indexes), indexes
+
+    page = (await client.get("/api/workflows?status=failed&limit=50", headers=alice.headers)).json()
+    assert page["total"] == 167
+    assert len(page["items"]) == 50
+    created = [item["created_at"] for item in page["items"]]
+    assert created == sorted(created, reverse=True)

@@ -1,0 +1,123 @@
+"""`roi serve` with no URLs: embedded servers start, the API answers, SIGTERM leaves nothing behind, data persists."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+READY_DEADLINE_S = 90.0
+EXIT_DEADLINE_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def descendants(root: int) -> set[int]:
+    """Every live process below `root`, found through the parent links in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="roi-serve-test-"))
+    path.chmod(0o755)  # as root, embedded PostgreSQL runs as `nobody`, who must reach it
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+    env["ROI_DATA_DIR"] = str(data_dir)
+    roi = Path(sys.executable).with_name("roi")
+    return subprocess.Popen(
+        [str(roi), "serve", "--port", str(port), "--workers", "2"],
+        cwd=data_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(data_dir / "serve.log").open("ab"),
+    )
+
+
+def wait_ready(process: subprocess.Popen[bytes], base_url: str, data_dir: Path) -> None:
+    deadline = time.monotonic() + READY_DEADLINE_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (data_dir / "serve.log").read_text()
+        try:
+            if httpx.get(f"{base_url}/ready", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # polling a port that is not yet open: there is no event to wait on
+    pytest.fail(f"roi serve was not ready in {READY_DEADLINE_S}s:\n{(data_dir / 'serve.log').read_text()}")
+
+
+def stop_and_check_nothing_is_left(process: subprocess.Popen[bytes], data_dir: Path) -> None:
+    tree = descendants(process.pid)
+    assert tree, "roi serve should run the API workers and the embedded servers as its children"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=EXIT_DEADLINE_S) == 0, (data_dir / "serve.log").read_text()
+    deadline = time.monotonic() + EXIT_DEADLINE_S
+    while any(alive(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in tree if alive(pid)], "processes of roi serve outlived it"
+
+
+@pytest.mark.slow
+def test_serve_starts_embedded_servers_stops_cleanly_and_keeps_data(data_dir: Path) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    account = {"email": "newcomer@example.com", "password": "correct horse", "name": "Newcomer"}
+
+    first = serve(data_dir, port)
+    try:
+        wait_ready(first, base_url, data_dir)
+        assert httpx.get(f"{base_url}/schema/openapi.json").json()["info"]["title"] == "roi"
+        assert httpx.post(f"{base_url}/api/auth/register", json=account).status_code == 201
+        stop_and_check_nothing_is_left(first, data_dir)
+    finally:
+        first.kill()
+
+    second = serve(data_dir, port)
+    try:
+        wait_ready(second, base_url, data_dir)
+        login = httpx.post(f"{base_url}/api/auth/login", json={k: account[k] for k in ("email", "password")})
+        assert login.status_code == 200, "the account made before the restart is still there"
+        stop_and_check_nothing_is_left(second, data_dir)
+    finally:
+        second.kill()
