@@ -25,6 +25,7 @@ from db.statements import observe_engine
 from domain.accounts.controller import AccountController
 from domain.accounts.security import build_jwt_auth
 from domain.agents.controller import AgentController
+from domain.cache import Cache
 from domain.errors import DomainError
 from domain.workflows.controller import WorkflowController
 
@@ -36,6 +37,10 @@ class MissingServiceURL(RuntimeError):
 def domain_error_response(_: Request[Any, Any, Any], error: DomainError) -> Response[dict[str, object]]:
     """Domain errors in Litestar's standard error body."""
     return Response({"status_code": error.status_code, "detail": error.detail}, status_code=error.status_code)
+
+
+def _no_metrics(family: str, outcome: str) -> None:
+    """Replaced by the metrics counter once metrics are wired."""
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -52,10 +57,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             database_url, settings.db_fast_pool_size, observers=app.state.query_observers
         )
         app.state.redis = create_redis(settings, redis_url)
+        app.state.cache = Cache(app.state.redis, settings.redis_namespace, record=app.state.cache_outcome)
         observe_engine(sqlalchemy.get_engine(), app.state.query_observers)
         try:
             yield
         finally:
+            await app.state.cache.close()
             await app.state.redis.aclose()
             await app.state.read_pool.close()
 
@@ -89,5 +96,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[pools],
         exception_handlers={DomainError: domain_error_response},
         openapi_config=OpenAPIConfig(title="roi", version="0.1.0", path="/schema"),
-        state=State({"jwt_auth": jwt_auth, "settings": settings, "query_observers": []}),
+        state=State({"jwt_auth": jwt_auth, "settings": settings, "query_observers": [], "cache_outcome": _no_metrics}),
     )

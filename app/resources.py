@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from app.settings import Settings
 
@@ -16,5 +18,8 @@ def create_redis(settings: Settings, url: str) -> Redis:
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         health_check_interval=30,
+        # One immediate retry (a pooled connection may be stale after a Redis restart), no backoff: the cache
+        # falls back to PostgreSQL instead of waiting.
+        retry=Retry(NoBackoff(), 1),
     )
     return Redis(connection_pool=pool)

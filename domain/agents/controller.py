@@ -12,7 +12,7 @@ from domain.http import documented, json_bytes
 
 
 def provide_agent_reader(state: State) -> AgentReader:
-    return AgentReader(state.read_pool)
+    return AgentReader(state.read_pool, state.cache)
 
 
 class AgentController(Controller):

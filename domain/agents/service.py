@@ -1,9 +1,12 @@
-"""The agents that execute step kinds, read as one JSON document rendered by PostgreSQL."""
+"""The agents that execute step kinds, read as one JSON document rendered by PostgreSQL and cached in Redis."""
 
 from __future__ import annotations
 
 import asyncpg
 
+from domain.cache import Cache, Entry
+
+AGENTS_TTL_S = 300
 AGENT_LIST = """
 SELECT json_build_object('items', coalesce(json_agg(json_build_object(
     'slug', a.slug, 'name', a.name, 'description', a.description, 'step_kinds', a.step_kinds,
@@ -12,9 +15,18 @@ SELECT json_build_object('items', coalesce(json_agg(json_build_object(
 
 
 class AgentReader:
-    def __init__(self, read_pool: asyncpg.Pool) -> None:
+    def __init__(self, read_pool: asyncpg.Pool, cache: Cache) -> None:
         self.read_pool = read_pool
+        self.cache = cache
+
+    @property
+    def entry(self) -> Entry:
+        """Agents change only through migrations: the key expires rather than being invalidated by a writer."""
+        return Entry("agents", self.cache.key("agents", "available"), AGENTS_TTL_S)
 
     async def list_json(self) -> bytes:
+        return await self.cache.read_through(self.entry, self._load)
+
+    async def _load(self) -> bytes:
         agents: bytes = await self.read_pool.fetchval(AGENT_LIST)
         return agents

@@ -26,7 +26,7 @@ from domain.workflows.service import WorkflowReader, WorkflowService
 
 
 def provide_workflow_reader(state: State) -> WorkflowReader:
-    return WorkflowReader(state.read_pool)
+    return WorkflowReader(state.read_pool, state.cache)
 
 
 def provide_workflow_service(db_session: AsyncSession, workflow_reader: WorkflowReader) -> WorkflowService:

@@ -31,11 +31,12 @@ _WORKFLOW_JSON = f"""json_build_object(
 
 WORKFLOW_DETAIL = f"SELECT {_WORKFLOW_JSON} FROM roi_workflows w WHERE w.id = $1 AND w.owner_id = $2"
 
-WORKFLOW_STATUS = f"""
-SELECT json_build_object(
+# The owner's id (32 hex digits) followed by the JSON: the cached value carries whom it belongs to.
+OWNED_WORKFLOW_STATUS = f"""
+SELECT convert_to(replace(w.owner_id::text, '-', '') || json_build_object(
     'id', w.id, 'status', w.status, 'progress', w.progress, 'current_step', w.current_step,
     'updated_at', {_timestamp("w.updated_at")}
-) FROM roi_workflows w WHERE w.id = $1 AND w.owner_id = $2"""
+)::text, 'UTF8') FROM roi_workflows w WHERE w.id = $1"""
 
 _WORKFLOW_COLUMNS = (
     "w.id, w.name, w.description, w.status, w.priority, w.progress, w.parameters, w.upload_id, w.job_id, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 import asyncpg
 import msgspec
@@ -12,6 +13,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Workflow, WorkflowStep
+from domain.cache import Cache, Entry
 from domain.errors import InvalidInput, NotFound
 from domain.workflows import queries
 from domain.workflows.schemas import MAX_SIMULATED_VALUES, Parameters, WorkflowCreate, WorkflowPatch
@@ -38,30 +40,68 @@ def check_cash_flow_source(data: WorkflowCreate) -> None:
         )
 
 
-class WorkflowReader:
-    """The hot reads: one statement each on the raw pool, PostgreSQL renders the JSON, no ORM session needed."""
+STATUS_TTL_S = 60
+LIST_TTL_S = 60
+OWNER_PREFIX_LENGTH = 32
 
-    def __init__(self, read_pool: asyncpg.Pool) -> None:
+
+class WorkflowCacheKeys:
+    """Every cache key of a workflow, in one place, so every writer drops exactly what its change touches."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def status(self, workflow_id: uuid.UUID) -> Entry:
+        return Entry("workflow_status", self.cache.key("workflow", workflow_id, "status"), STATUS_TTL_S)
+
+    def page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> Entry:
+        return Entry("workflow_list", self.pages(owner_id), LIST_TTL_S, field=f"{status or '*'}:{limit}:{offset}")
+
+    def pages(self, owner_id: uuid.UUID) -> str:
+        return self.cache.key("workflows", "user", owner_id, "list")
+
+    async def changed(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+        """Call after committing any change to a workflow or its steps."""
+        await self.cache.invalidate(self.status(workflow_id).key, self.pages(owner_id))
+
+
+class WorkflowReader:
+    """The hot reads: one statement each on the raw pool, PostgreSQL renders the JSON; status and pages cached."""
+
+    def __init__(self, read_pool: asyncpg.Pool, cache: Cache) -> None:
         self.read_pool = read_pool
+        self.cache = cache
+        self.keys = WorkflowCacheKeys(cache)
 
     async def detail_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
-        return await self._one_json(queries.WORKFLOW_DETAIL, workflow_id, owner_id)
+        body: bytes | None = await self.read_pool.fetchval(queries.WORKFLOW_DETAIL, workflow_id, owner_id)
+        if body is None:
+            raise NotFound("no workflow with this id")
+        return body
 
     async def status_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
-        return await self._one_json(queries.WORKFLOW_STATUS, workflow_id, owner_id)
+        """From Redis when hot: the cached value is the owner's id then the JSON, checked and sliced, not parsed."""
+        owned = await self.cache.read_through(self.keys.status(workflow_id), partial(self._owned_status, workflow_id))
+        if owned[:OWNER_PREFIX_LENGTH] != owner_id.hex.encode():
+            raise NotFound("no workflow with this id")
+        return owned[OWNER_PREFIX_LENGTH:]
 
     async def page_json(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> bytes:
+        entry = self.keys.page(owner_id, status, limit, offset)
+        return await self.cache.read_through(entry, partial(self._page, owner_id, status, limit, offset))
+
+    async def _owned_status(self, workflow_id: uuid.UUID) -> bytes:
+        owned: bytes | None = await self.read_pool.fetchval(queries.OWNED_WORKFLOW_STATUS, workflow_id)
+        if owned is None:
+            raise NotFound("no workflow with this id")
+        return owned
+
+    async def _page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> bytes:
         if status is None:
             page: bytes = await self.read_pool.fetchval(queries.WORKFLOW_PAGE, owner_id, limit, offset)
         else:
             page = await self.read_pool.fetchval(queries.WORKFLOW_PAGE_WITH_STATUS, owner_id, limit, offset, status)
         return page
-
-    async def _one_json(self, sql: str, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
-        body: bytes | None = await self.read_pool.fetchval(sql, workflow_id, owner_id)
-        if body is None:
-            raise NotFound("no workflow with this id")
-        return body
 
 
 class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
@@ -98,6 +138,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
         session = self.repository.session
         session.add(workflow)
         await session.commit()
+        await self.reader.keys.changed(workflow.id, owner_id)
         return await self.reader.detail_json(workflow.id, owner_id)
 
     async def update_workflow(self, workflow_id: uuid.UUID, owner_id: uuid.UUID, patch: WorkflowPatch) -> bytes:
@@ -106,6 +147,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
         for name, value in changes.items():
             setattr(workflow, name, value)
         await self.repository.session.commit()
+        await self.reader.keys.changed(workflow_id, owner_id)
         return await self.reader.detail_json(workflow_id, owner_id)
 
     async def delete_workflow(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> None:
@@ -116,6 +158,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
         if result.scalar_one_or_none() is None:
             raise NotFound("no workflow with this id")
         await session.commit()
+        await self.reader.keys.changed(workflow_id, owner_id)
 
     async def _owned(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> Workflow:
         workflow: Workflow | None = await self.repository.session.scalar(

@@ -1,0 +1,166 @@
+"""Redis read-through caching that is never stale and never required.
+
+Never stale: a reader that misses notes the key's *generation*, reads PostgreSQL, and stores its answer only
+if the generation is unchanged (one Lua script). Writers commit first, then bump the generation and delete
+the key. So a reader that raced a writer can never put the older answer back: read-your-writes holds
+for every client on every process.
+
+Never required: every Redis call has a short timeout. A failure opens a breaker for `retry_after_s` during
+which reads go straight to PostgreSQL (counted as fallbacks); invalidations that could not be delivered are
+kept and retried until Redis answers, and until then this process does not read those keys from Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("roi.cache")
+
+CacheOutcome = Callable[[str, str], None]
+"""Called with (key family, "hit" | "miss" | "fallback") for the metrics."""
+
+REDIS_FAILURES = (TimeoutError, RedisError, OSError)
+GENERATION_TTL_S = 3600
+RETRY_INTERVAL_S = 0.2
+
+_FILL_IF_GENERATION_UNCHANGED = """
+local generation = redis.call('GET', KEYS[2])
+if (generation or '') ~= ARGV[1] then return 0 end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[4])
+else
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One cached value: a plain key, or one field of a hash key (a family of pages dropped together)."""
+
+    family: str
+    key: str
+    ttl_s: int
+    field: str = ""
+
+    @property
+    def generation_key(self) -> str:
+        return f"{self.key}:gen"
+
+
+def _ignore(family: str, outcome: str) -> None:
+    """The default outcome recorder, for callers without metrics."""
+
+
+class Cache:
+    """Guarded read-through over one Redis client; one instance per process."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        namespace: str,
+        record: CacheOutcome = _ignore,
+        retry_after_s: float = 1.0,
+    ) -> None:
+        self.redis = redis
+        self.namespace = namespace
+        self.record = record
+        self.retry_after_s = retry_after_s
+        self._closed_until = 0.0
+        self._undelivered: set[str] = set()
+        self._retrying: asyncio.Task[None] | None = None
+        self._fill = redis.register_script(_FILL_IF_GENERATION_UNCHANGED)
+
+    def key(self, *parts: object) -> str:
+        return ":".join((self.namespace, *map(str, parts)))
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._closed_until
+
+    async def read_through(self, entry: Entry, load: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The cached bytes of `entry`, or `load()`'s, stored for the next reader when that is safe."""
+        if not self.available or entry.key in self._undelivered:
+            self.record(entry.family, "fallback")
+            return await load()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hget(entry.key, entry.field) if entry.field else pipe.get(entry.key)
+                pipe.get(entry.generation_key)
+                cached, generation = await pipe.execute()
+        except REDIS_FAILURES as error:
+            self._trip(error)
+            self.record(entry.family, "fallback")
+            return await load()
+        if cached is not None:
+            self.record(entry.family, "hit")
+            return bytes(cached)
+        self.record(entry.family, "miss")
+        value = await load()
+        await self._store(entry, value, generation or b"")
+        return value
+
+    async def _store(self, entry: Entry, value: bytes, generation: bytes) -> None:
+        try:
+            await self._fill(keys=[entry.key, entry.generation_key], args=[generation, value, entry.field, entry.ttl_s])
+        except REDIS_FAILURES as error:
+            self._trip(error)
+
+    async def invalidate(self, *keys: str) -> None:
+        """Drop `keys` after a committed change; what cannot be delivered now is retried until it is."""
+        if not self.available:
+            self._undelivered.update(keys)
+            self._retry_later()
+            return
+        try:
+            await self._invalidate(keys)
+        except REDIS_FAILURES as error:
+            self._trip(error)
+            self._undelivered.update(keys)
+            self._retry_later()
+
+    async def _invalidate(self, keys: tuple[str, ...] | set[str]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.incr(f"{key}:gen")
+                pipe.expire(f"{key}:gen", GENERATION_TTL_S)
+                pipe.delete(key)
+            await pipe.execute()
+
+    def _trip(self, error: BaseException) -> None:
+        if self.available:
+            logger.warning("redis unavailable, serving from PostgreSQL: %s", error)
+        self._closed_until = time.monotonic() + self.retry_after_s
+
+    def _retry_later(self) -> None:
+        if self._retrying is None or self._retrying.done():
+            self._retrying = asyncio.get_running_loop().create_task(self._deliver_undelivered())
+
+    async def _deliver_undelivered(self) -> None:
+        while self._undelivered:
+            await asyncio.sleep(RETRY_INTERVAL_S)
+            pending = set(self._undelivered)
+            try:
+                await self._invalidate(pending)
+            except REDIS_FAILURES:
+                continue
+            self._undelivered -= pending
+
+    async def close(self) -> None:
+        """Deliver what is pending if Redis answers now, then stop retrying."""
+        if self._undelivered:
+            try:
+                await self._invalidate(set(self._undelivered))
+            except REDIS_FAILURES:
+                logger.error("could not deliver cache invalidations for %s", sorted(self._undelivered))
+        if self._retrying is not None:
+            self._retrying.cancel()
