@@ -1,0 +1,84 @@
+"""The registry of what `roi bench` measures, and the goals the issues set; later capabilities append theirs here."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+
+class Seed(msgspec.Struct, frozen=True):
+    """The data seeded before any load; its fields fill the `{placeholders}` of a scenario's path and headers."""
+
+    token: str
+    workflow_id: str
+
+
+class Target(msgspec.Struct, frozen=True):
+    """Everything a scenario's setup may need to reach: the running service, its servers and the seed."""
+
+    base_url: str
+    database_url: str
+    redis_url: str
+    seed: Seed
+
+
+class Scenario(msgspec.Struct, frozen=True):
+    """One request repeated under load on one of SERVICES; `setup` runs before each of its measurements."""
+
+    name: str
+    method: str
+    path: str
+    headers: dict[str, str] = {}
+    body: bytes | None = None
+    expected_status: int = 200
+    service: str = "deployed"
+    setup: Callable[[Target], Awaitable[None]] | None = None
+
+    def request(self, host: str, seed: Seed) -> bytes:
+        """The HTTP/1.1 request, encoded once and sent as is on every round trip."""
+        fields: dict[str, Any] = msgspec.structs.asdict(seed)
+        headers = {"Host": host, **{name: value.format_map(fields) for name, value in self.headers.items()}}
+        if self.body is not None:
+            headers["Content-Length"] = str(len(self.body))
+        head = [f"{self.method} {self.path.format_map(fields)} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+        return "\r\n".join([*head, "", ""]).encode() + (self.body or b"")
+
+
+class Goal(msgspec.Struct, frozen=True):
+    """A performance goal of an issue: at least `min_floor_ratio` of the floor's req/s and a p95 under `max_p95_ms`."""
+
+    issue: int
+    scenario: str
+    min_floor_ratio: float
+    max_p95_ms: float
+
+
+FLOOR = "health"
+BEARER = {"Authorization": "Bearer {token}"}
+
+SERVICES = {
+    "deployed": "app.asgi:create_app",
+    "uncached": "app.bench.uncached:create_app",
+}
+"""Granian app factories by name: each service a scenario names is started once, on the same database."""
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        Scenario(FLOOR, "GET", "/health"),
+        Scenario("workflow_status", "GET", "/api/workflows/{workflow_id}/status", BEARER),
+        Scenario("workflow_status_uncached", "GET", "/api/workflows/{workflow_id}/status", BEARER, service="uncached"),
+        Scenario("workflow_detail", "GET", "/api/workflows/{workflow_id}", BEARER),
+        Scenario("workflow_list", "GET", "/api/workflows?limit=50", BEARER),
+        Scenario("workflow_list_uncached", "GET", "/api/workflows?limit=50", BEARER, service="uncached"),
+        Scenario("agents", "GET", "/api/agents", BEARER),
+    )
+}
+
+# Issue 2 sets its goal for reads without the cache; the detail has none.
+GOALS = (
+    Goal(issue=2, scenario="workflow_detail", min_floor_ratio=0.10, max_p95_ms=50.0),
+    Goal(issue=2, scenario="workflow_list_uncached", min_floor_ratio=0.10, max_p95_ms=50.0),
+)
