@@ -12,22 +12,31 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
     SQLAlchemyPlugin,
 )
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Request, Response, Router
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 
+from app.compression import compression_middleware
 from app.health import health, ready
-from app.resources import create_redis
+from app.http_cache import ConditionalGetMiddleware, no_store_by_default
+from app.logs import configure_logging, log_server_error
+from app.metrics import count_cache_request, pool_metrics
+from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_handlers
+from app.request_log import RequestObserverMiddleware
 from app.settings import Settings, get_settings
+from app.slow_queries import SlowQueryLog
 from db.pools import create_read_pool
 from db.statements import observe_engine
 from domain.accounts.controller import AccountController
 from domain.accounts.security import build_jwt_auth
 from domain.agents.controller import AgentController
-from domain.cache import Cache
+from domain.cache import Cache, create_cache_redis
 from domain.errors import DomainError
+from domain.events.bus import EventBus
+from domain.http import public_cache
 from domain.workflows.controller import WorkflowController
+from workers.queues import create_queue
 
 
 class MissingServiceURL(RuntimeError):
@@ -39,10 +48,6 @@ def domain_error_response(_: Request[Any, Any, Any], error: DomainError) -> Resp
     return Response({"status_code": error.status_code, "detail": error.detail}, status_code=error.status_code)
 
 
-def _no_metrics(family: str, outcome: str) -> None:
-    """Replaced by the metrics counter once metrics are wired."""
-
-
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     if not settings.database_url or not settings.redis_url:
@@ -50,18 +55,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "DATABASE_URL and REDIS_URL must be set (`roi serve` starts embedded servers otherwise)"
         )
     database_url, redis_url = settings.database_url, settings.redis_url
+    configure_logging(settings.log_level)
 
     @asynccontextmanager
     async def pools(app: Litestar) -> AsyncIterator[None]:
         app.state.read_pool = await create_read_pool(
             database_url, settings.db_fast_pool_size, observers=app.state.query_observers
         )
-        app.state.redis = create_redis(settings, redis_url)
+        app.state.redis = create_cache_redis(redis_url, settings.redis_max_connections, settings.redis_timeout_s)
         app.state.cache = Cache(app.state.redis, settings.redis_namespace, record=app.state.cache_outcome)
+        app.state.events = EventBus(app.state.redis, settings.redis_namespace)
+        app.state.queue = create_queue(redis_url, settings.redis_namespace)
         observe_engine(sqlalchemy.get_engine(), app.state.query_observers)
         try:
             yield
         finally:
+            await app.state.queue.disconnect()
             await app.state.cache.close()
             await app.state.redis.aclose()
             await app.state.read_pool.close()
@@ -72,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_pre_ping=True,
+            hide_parameters=True,  # statement errors are logged: no emails or password hashes in their text
             pool_recycle=settings.db_pool_recycle_s,
             pool_timeout=int(settings.db_pool_timeout_s),
             connect_args={"server_settings": {"application_name": "roi", "timezone": "UTC"}},
@@ -79,9 +89,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         session_config=AsyncSessionConfig(expire_on_commit=False),
     )
     jwt_auth = build_jwt_auth(settings.secret_key, settings.access_token_ttl_s)
-    prometheus = PrometheusConfig(app_name="roi", prefix="roi", group_path=True, exclude=["^/metrics"])
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             ready,
@@ -89,12 +98,31 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AccountController,
             AgentController,
             WorkflowController,
+            *queue_ui_handlers(),
         ],
+        dependencies=QUEUE_UI_DEPENDENCIES,
+        signature_namespace=QUEUE_UI_NAMESPACE,
         plugins=[SQLAlchemyPlugin(config=sqlalchemy)],
         on_app_init=[jwt_auth.on_app_init],
-        middleware=[prometheus.middleware],
-        lifespan=[pools],
+        middleware=[compression_middleware(), ConditionalGetMiddleware],
+        lifespan=[pools, pool_metrics(sqlalchemy.get_engine)],
+        before_send=[no_store_by_default],
+        after_exception=[log_server_error],
+        logging_config=None,
         exception_handlers={DomainError: domain_error_response},
-        openapi_config=OpenAPIConfig(title="roi", version="0.1.0", path="/schema"),
-        state=State({"jwt_auth": jwt_auth, "settings": settings, "query_observers": [], "cache_outcome": _no_metrics}),
+        openapi_config=OpenAPIConfig(
+            title="roi",
+            version="0.1.0",
+            openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, opt=public_cache(300)),
+        ),
+        state=State(
+            {
+                "jwt_auth": jwt_auth,
+                "settings": settings,
+                "query_observers": [SlowQueryLog(settings.slow_query_ms)],
+                "cache_outcome": count_cache_request,
+            }
+        ),
     )
+    app.asgi_handler = RequestObserverMiddleware(app.asgi_handler)  # outside routing: sees 404s and 401s too
+    return app

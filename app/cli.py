@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -61,19 +62,60 @@ def serve(host: str, port: int, workers: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    with service_urls(get_settings()) as settings:
+    from app.logs import granian_logging
+    from app.supervisor import WorkerSupervisor
+
+    data_dir = get_settings().roi_data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="metrics-", dir=data_dir) as metrics,
+        service_urls(get_settings()) as settings,
+    ):
+        # Before any API or job worker starts (and imports prometheus_client): each writes its samples here,
+        # /metrics sums them. Fresh per run, so nothing of a previous run is counted.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics
         _migrate(settings)
+        job_workers = WorkerSupervisor(settings.worker_processes, settings.worker_concurrency)
+        job_workers.start()
         click.echo(f"roi: API on http://{host}:{port} (docs at /schema), {workers} worker(s)", err=True)
-        Granian(
-            "app.asgi:create_app",
-            factory=True,
-            address=host,
-            port=port,
-            interface=Interfaces.ASGI,
-            loop=Loops.uvloop,
-            workers=workers,
-            log_access=False,
-        ).serve()
+        try:
+            Granian(
+                "app.asgi:create_app",
+                factory=True,
+                address=host,
+                port=port,
+                interface=Interfaces.ASGI,
+                loop=Loops.uvloop,
+                workers=workers,
+                log_access=False,
+                log_dictconfig=granian_logging(settings.log_level),
+            ).serve()
+        finally:
+            job_workers.stop()
+
+
+@main.command()
+@click.option("--concurrency", type=click.IntRange(1), help="Jobs run at once by this process [WORKER_CONCURRENCY].")
+def worker(concurrency: int | None) -> None:
+    """Run job workers alone (no API): workflow runs from the priority lanes, and the reconciler."""
+    import uvloop
+
+    from workers.worker import WorkerConfig, serve_worker
+
+    settings = get_settings()
+    if not settings.database_url or not settings.redis_url:
+        raise click.UsageError("roi worker needs DATABASE_URL and REDIS_URL (roi serve passes them to its workers)")
+    config = WorkerConfig(
+        database_url=settings.database_url,
+        redis_url=settings.redis_url,
+        namespace=settings.redis_namespace,
+        concurrency=concurrency or settings.worker_concurrency,
+        redis_timeout_s=settings.redis_timeout_s,
+        lost_after_s=settings.worker_lost_after_s,
+        requeue_after_s=settings.worker_requeue_after_s,
+        reconcile_interval_s=settings.worker_reconcile_interval_s,
+    )
+    uvloop.run(serve_worker(config))
 
 
 @main.group()

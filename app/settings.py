@@ -32,6 +32,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_max_connections: PositiveInt = 64
     redis_timeout_s: NonNegativeFloat = 0.05
 
+    worker_processes: PositiveInt = 1
+    worker_concurrency: PositiveInt = 4
+    worker_lost_after_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    worker_requeue_after_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    worker_reconcile_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+
     access_token_ttl_s: PositiveInt = 86_400
     slow_query_ms: NonNegativeFloat = 100.0
     log_level: str = "INFO"

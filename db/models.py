@@ -6,6 +6,7 @@ import datetime
 import uuid
 from typing import Any
 
+from advanced_alchemy.base import DefaultBase as Base
 from advanced_alchemy.base import UUIDAuditBase
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
@@ -73,6 +74,7 @@ class Workflow(UUIDAuditBase):
     started_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    heartbeat_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
     steps: Mapped[list[WorkflowStep]] = relationship(
         back_populates="workflow",
@@ -103,6 +105,24 @@ class WorkflowStep(UUIDAuditBase):
     workflow: Mapped[Workflow] = relationship(back_populates="steps", lazy="raise")
 
 
+class WorkflowResult(Base):
+    """The result of a workflow's last successful run; a rerun that succeeds replaces it."""
+
+    __tablename__ = "workflow_results"
+
+    workflow_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("roi_workflows.id", ondelete="CASCADE"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(64))
+    finished_at: Mapped[datetime.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    simulation: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None)
+
+
 Index("idx_workflow_created", Workflow.created_at.desc())
 Index("idx_workflow_owner_created", Workflow.owner_id, Workflow.created_at.desc())
 Index("idx_workflow_owner_status_created", Workflow.owner_id, Workflow.status, Workflow.created_at.desc())
+Index(
+    "idx_workflow_active_heartbeat",
+    Workflow.status,
+    Workflow.heartbeat_at,
+    postgresql_where=Workflow.status.in_(("queued", "running")),
+)

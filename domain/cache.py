@@ -18,7 +18,9 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 logger = logging.getLogger("roi.cache")
@@ -41,6 +43,21 @@ else
 end
 return 1
 """
+
+
+def create_cache_redis(url: str, max_connections: int, timeout_s: float) -> Redis:
+    """One bounded pool per process, with a short timeout so a slow Redis degrades a request instead of stalling
+    it, and one immediate retry (a pooled connection may be stale after a Redis restart) without backoff."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
+    )
+    return Redis(connection_pool=pool)
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,3 +48,8 @@ def strict_body(schema: type) -> Callable[[Request[Any, Any, Any]], Awaitable[No
             raise ValidationException(f"Malformed JSON body: {error}") from error
 
     return check
+
+
+def public_cache(max_age_s: int) -> dict[str, object]:
+    """Route `opt` for an answer the same for every caller: `Cache-Control: public` and an ETag (app/http_cache)."""
+    return {"cache_control": f"public, max-age={max_age_s}"}

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.security.jwt import JWTAuth, Token
+from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
 from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, Registration, UserOut
+from domain.accounts.security import admin_ui_cookie
 from domain.accounts.service import UserService
 from domain.errors import NotFound
 from domain.http import provide_current_user, strict_body
@@ -49,11 +50,14 @@ class AccountController(Controller):
         before_request=strict_body(Credentials),
         summary="Exchange credentials for a bearer token",
     )
-    async def login(self, data: Credentials, users: UserService, state: State) -> AccessToken:
+    async def login(self, data: Credentials, users: UserService, state: State) -> Response[AccessToken]:
+        """The token in the body; an admin also gets it as a cookie scoped to the queue UI, for the browser."""
         user = await users.authenticate(data.email, data.password)
-        auth: JWTAuth[CurrentUser, Token] = state.jwt_auth
+        auth: JWTCookieAuth[CurrentUser, Token] = state.jwt_auth
         token = auth.create_token(identifier=str(user.id), token_extras={"adm": user.is_admin})
-        return AccessToken(access_token=token, expires_in=int(auth.default_token_expiration.total_seconds()))
+        expires_in = int(auth.default_token_expiration.total_seconds())
+        cookies = [admin_ui_cookie(token, expires_in)] if user.is_admin else []
+        return Response(AccessToken(access_token=token, expires_in=expires_in), cookies=cookies)
 
     @get("/api/me", summary="The current user")
     async def me(self, user: CurrentUser, users: UserService) -> UserOut:

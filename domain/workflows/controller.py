@@ -9,16 +9,18 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.accounts.schemas import CurrentUser
 from domain.http import documented, json_bytes, provide_current_user, strict_body
 from domain.workflows.schemas import (
+    RunAccepted,
     WorkflowCreate,
     WorkflowOut,
     WorkflowPage,
     WorkflowPatch,
+    WorkflowResultOut,
     WorkflowStatus,
     WorkflowStatusName,
 )
@@ -29,8 +31,10 @@ def provide_workflow_reader(state: State) -> WorkflowReader:
     return WorkflowReader(state.read_pool, state.cache)
 
 
-def provide_workflow_service(db_session: AsyncSession, workflow_reader: WorkflowReader) -> WorkflowService:
-    return WorkflowService(session=db_session, reader=workflow_reader)
+def provide_workflow_service(
+    db_session: AsyncSession, workflow_reader: WorkflowReader, state: State
+) -> WorkflowService:
+    return WorkflowService(session=db_session, reader=workflow_reader, events=state.events, queue=state.queue)
 
 
 class WorkflowController(Controller):
@@ -84,6 +88,22 @@ class WorkflowController(Controller):
         self, workflow_id: uuid.UUID, data: WorkflowPatch, user: CurrentUser, workflows: WorkflowService
     ) -> Response[bytes]:
         return json_bytes(await workflows.update_workflow(workflow_id, user.id, data))
+
+    @post("/{workflow_id:str}/run", status_code=HTTP_202_ACCEPTED, summary="Queue a run of the workflow")
+    async def run_workflow(self, workflow_id: uuid.UUID, user: CurrentUser, workflows: WorkflowService) -> RunAccepted:
+        return await workflows.run_workflow(workflow_id, user.id)
+
+    @post("/{workflow_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel a queued or running run")
+    async def cancel_workflow(
+        self, workflow_id: uuid.UUID, user: CurrentUser, workflows: WorkflowService
+    ) -> RunAccepted:
+        return await workflows.cancel_workflow(workflow_id, user.id)
+
+    @get("/{workflow_id:str}/result", responses=documented(WorkflowResultOut, "The last successful run's result"))
+    async def get_workflow_result(
+        self, workflow_id: uuid.UUID, user: CurrentUser, workflow_reader: WorkflowReader
+    ) -> Response[bytes]:
+        return json_bytes(await workflow_reader.result_json(workflow_id, user.id))
 
     @delete("/{workflow_id:str}", status_code=HTTP_204_NO_CONTENT)
     async def delete_workflow(self, workflow_id: uuid.UUID, user: CurrentUser, workflows: WorkflowService) -> None:

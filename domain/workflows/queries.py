@@ -62,3 +62,12 @@ SELECT json_build_object(
 
 WORKFLOW_PAGE = _workflow_page("")
 WORKFLOW_PAGE_WITH_STATUS = _workflow_page("AND w.status = $4")
+
+# One row while the workflow is the caller's: its result's JSON, or NULL when no run has succeeded yet.
+WORKFLOW_RESULT = f"""
+SELECT CASE WHEN r.workflow_id IS NULL THEN NULL ELSE json_build_object(
+    'workflow_id', r.workflow_id, 'finished_at', {_timestamp("r.finished_at")},
+    'metrics', r.metrics, 'simulation', r.simulation
+) END
+FROM roi_workflows w LEFT JOIN workflow_results r ON r.workflow_id = w.id
+WHERE w.id = $1 AND w.owner_id = $2"""

@@ -87,3 +87,38 @@ class WorkflowStatus(msgspec.Struct):
     progress: float
     current_step: StepKind | None
     updated_at: datetime.datetime
+
+
+class RunAccepted(msgspec.Struct):
+    """The answer to run and cancel: the workflow's new status and the run it concerns."""
+
+    id: uuid.UUID
+    status: WorkflowStatusName
+    job_id: str | None
+
+
+class ResultMetrics(msgspec.Struct):
+    npv: float | None
+    irr: float | None
+    roi: float | None
+    payback_period: float | None
+    discounted_payback_period: float | None
+    total_invested: float
+    total_returned: float
+    periods: int
+
+
+class ResultSimulation(msgspec.Struct):
+    runs: int
+    npv_mean: float
+    npv_p5: float
+    npv_p50: float
+    npv_p95: float
+    probability_npv_positive: float
+
+
+class WorkflowResultOut(msgspec.Struct):
+    workflow_id: uuid.UUID
+    finished_at: datetime.datetime
+    metrics: ResultMetrics
+    simulation: ResultSimulation | None

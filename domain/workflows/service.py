@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import logging
 import uuid
 from functools import partial
 
@@ -9,15 +11,27 @@ import asyncpg
 import msgspec
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Workflow, WorkflowStep
-from domain.cache import Cache, Entry
-from domain.errors import InvalidInput, NotFound
+from domain.cache import REDIS_FAILURES, Cache
+from domain.errors import ConflictError, InvalidInput, NotFound
+from domain.events.bus import EventBus
 from domain.workflows import queries
-from domain.workflows.schemas import MAX_SIMULATED_VALUES, Parameters, WorkflowCreate, WorkflowPatch
+from domain.workflows.changes import WorkflowCacheKeys, WorkflowNotifier
+from domain.workflows.schemas import (
+    MAX_SIMULATED_VALUES,
+    Parameters,
+    RunAccepted,
+    WorkflowCreate,
+    WorkflowPatch,
+)
+from workers.queues import PriorityRedisQueue, enqueue_workflow_run
 
+logger = logging.getLogger("roi.workflows")
+
+ACTIVE_STATUSES = ("queued", "running")
 STEP_KINDS_WITHOUT_SIMULATION = ("ingest", "validate", "analyze", "report")
 STEP_KINDS_WITH_SIMULATION = ("ingest", "validate", "analyze", "simulate", "report")
 
@@ -40,29 +54,7 @@ def check_cash_flow_source(data: WorkflowCreate) -> None:
         )
 
 
-STATUS_TTL_S = 60
-LIST_TTL_S = 60
 OWNER_PREFIX_LENGTH = 32
-
-
-class WorkflowCacheKeys:
-    """Every cache key of a workflow, in one place, so every writer drops exactly what its change touches."""
-
-    def __init__(self, cache: Cache) -> None:
-        self.cache = cache
-
-    def status(self, workflow_id: uuid.UUID) -> Entry:
-        return Entry("workflow_status", self.cache.key("workflow", workflow_id, "status"), STATUS_TTL_S)
-
-    def page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> Entry:
-        return Entry("workflow_list", self.pages(owner_id), LIST_TTL_S, field=f"{status or '*'}:{limit}:{offset}")
-
-    def pages(self, owner_id: uuid.UUID) -> str:
-        return self.cache.key("workflows", "user", owner_id, "list")
-
-    async def changed(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> None:
-        """Call after committing any change to a workflow or its steps."""
-        await self.cache.invalidate(self.status(workflow_id).key, self.pages(owner_id))
 
 
 class WorkflowReader:
@@ -90,6 +82,15 @@ class WorkflowReader:
         entry = self.keys.page(owner_id, status, limit, offset)
         return await self.cache.read_through(entry, partial(self._page, owner_id, status, limit, offset))
 
+    async def result_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
+        row = await self.read_pool.fetchrow(queries.WORKFLOW_RESULT, workflow_id, owner_id)
+        if row is None:
+            raise NotFound("no workflow with this id")
+        if row[0] is None:
+            raise ConflictError("the workflow has no result yet: no run of it has succeeded")
+        result: bytes = row[0]
+        return result
+
     async def _owned_status(self, workflow_id: uuid.UUID) -> bytes:
         owned: bytes | None = await self.read_pool.fetchval(queries.OWNED_WORKFLOW_STATUS, workflow_id)
         if owned is None:
@@ -112,9 +113,89 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
 
     repository_type = Repo
 
-    def __init__(self, session: AsyncSession, reader: WorkflowReader) -> None:
+    def __init__(
+        self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: PriorityRedisQueue
+    ) -> None:
         super().__init__(session=session)
         self.reader = reader
+        self.events = events
+        self.queue = queue
+
+    def _notifier(self, workflow: Workflow) -> WorkflowNotifier:
+        return WorkflowNotifier(self.reader.cache, self.events, workflow.id, workflow.owner_id)
+
+    async def run_workflow(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> RunAccepted:
+        """draft or finished → queued, under a new run id; the job is queued after the commit.
+
+        If Redis cannot take the job now, the workflow stays `queued` in PostgreSQL and the workers'
+        reconciler queues it once Redis answers: a run asked for is never lost.
+        """
+        workflow = await self._owned(workflow_id, owner_id)
+        if workflow.status in ACTIVE_STATUSES:
+            raise ConflictError(f"the workflow is already {workflow.status}")
+        now = datetime.datetime.now(datetime.UTC)
+        job_id = uuid.uuid4().hex
+        for name, value in {
+            "status": "queued",
+            "job_id": job_id,
+            "queued_at": now,
+            "started_at": None,
+            "finished_at": None,
+            "heartbeat_at": None,
+            "progress": 0.0,
+            "current_step": None,
+            "error": None,
+        }.items():
+            setattr(workflow, name, value)
+        await self.repository.session.execute(
+            update(WorkflowStep)
+            .where(WorkflowStep.workflow_id == workflow_id)
+            .values(status="pending", progress=0.0, started_at=None, finished_at=None, error=None, updated_at=now)
+        )
+        await self.repository.session.commit()
+        await self._notifier(workflow).workflow_status("queued", job_id=job_id)
+        try:
+            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, workflow.priority)  # type: ignore[arg-type]
+        except REDIS_FAILURES:
+            logger.warning("workflow %s stays queued until Redis takes its job", workflow_id, exc_info=True)
+        return RunAccepted(id=workflow_id, status="queued", job_id=job_id)
+
+    async def cancel_workflow(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> RunAccepted:
+        """queued or running → cancelled, at once in PostgreSQL; a running job sees it at its next write."""
+        workflow = await self._owned(workflow_id, owner_id)
+        if workflow.status not in ACTIVE_STATUSES:
+            raise ConflictError(f"the workflow is {workflow.status}, not queued or running")
+        was_queued = workflow.status == "queued"
+        await self._cancel(workflow)
+        await self.repository.session.commit()
+        if was_queued:
+            await self._drop_queued_job(workflow.job_id)
+        await self._notifier(workflow).workflow_status("cancelled")
+        return RunAccepted(id=workflow_id, status="cancelled", job_id=workflow.job_id)
+
+    async def _cancel(self, workflow: Workflow) -> None:
+        now = datetime.datetime.now(datetime.UTC)
+        workflow.status = "cancelled"
+        workflow.finished_at = now
+        workflow.current_step = None
+        session = self.repository.session
+        for before, after in (("running", "cancelled"), ("pending", "skipped")):
+            await session.execute(
+                update(WorkflowStep)
+                .where(WorkflowStep.workflow_id == workflow.id, WorkflowStep.status == before)
+                .values(status=after, updated_at=now, finished_at=now if after == "cancelled" else None)
+            )
+
+    async def _drop_queued_job(self, job_id: str | None) -> None:
+        """Take a cancelled run's job out of its lane so no worker picks it (if one does, it finds it cancelled)."""
+        if job_id is None:
+            return
+        try:
+            job = await self.queue.job(job_id)
+            if job is not None:
+                await self.queue.abort(job, "cancelled")
+        except REDIS_FAILURES:
+            logger.warning("job %s stays in its lane; its worker will find the run cancelled", job_id)
 
     async def create_workflow(self, owner_id: uuid.UUID, data: WorkflowCreate) -> bytes:
         check_cash_flow_source(data)
@@ -151,14 +232,23 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
         return await self.reader.detail_json(workflow_id, owner_id)
 
     async def delete_workflow(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> None:
-        session = self.repository.session
-        result = await session.execute(
-            delete(Workflow).where(Workflow.id == workflow_id, Workflow.owner_id == owner_id).returning(Workflow.id)
+        """Delete, cancelling a queued or running run first (in the same transaction)."""
+        workflow = await self._owned(workflow_id, owner_id)
+        was_active, was_queued, job_id = (
+            workflow.status in ACTIVE_STATUSES,
+            workflow.status == "queued",
+            workflow.job_id,
         )
-        if result.scalar_one_or_none() is None:
-            raise NotFound("no workflow with this id")
+        session = self.repository.session
+        await session.execute(delete(Workflow).where(Workflow.id == workflow_id))
         await session.commit()
-        await self.reader.keys.changed(workflow_id, owner_id)
+        if was_queued:
+            await self._drop_queued_job(job_id)
+        notifier = WorkflowNotifier(self.reader.cache, self.events, workflow_id, owner_id)
+        if was_active:
+            await notifier.workflow_status("cancelled", deleted=True)
+        else:
+            await notifier.changed()
 
     async def _owned(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> Workflow:
         workflow: Workflow | None = await self.repository.session.scalar(

@@ -1,0 +1,68 @@
+"""What follows a committed change to a workflow: its cache keys are dropped and its subscribers are told.
+
+Both the API's writes and the workers' runs call these, so every path that changes what a key shows also
+drops that key, and every status change reaches the workflow's and the owner's channels.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from domain.cache import Cache, Entry
+from domain.events.bus import EventBus, user_channel, workflow_channel
+
+STATUS_TTL_S = 60
+LIST_TTL_S = 60
+
+
+class WorkflowCacheKeys:
+    """Every cache key of a workflow, in one place."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def status(self, workflow_id: uuid.UUID) -> Entry:
+        return Entry("workflow_status", self.cache.key("workflow", workflow_id, "status"), STATUS_TTL_S)
+
+    def page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> Entry:
+        return Entry("workflow_list", self.pages(owner_id), LIST_TTL_S, field=f"{status or '*'}:{limit}:{offset}")
+
+    def pages(self, owner_id: uuid.UUID) -> str:
+        return self.cache.key("workflows", "user", owner_id, "list")
+
+    async def changed(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+        """Call after committing any change to a workflow or its steps."""
+        await self.cache.invalidate(self.status(workflow_id).key, self.pages(owner_id))
+
+
+class WorkflowNotifier:
+    def __init__(self, cache: Cache, events: EventBus, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+        self.keys = WorkflowCacheKeys(cache)
+        self.events = events
+        self.workflow_id = workflow_id
+        self.owner_id = owner_id
+
+    async def changed(self) -> None:
+        await self.keys.changed(self.workflow_id, self.owner_id)
+
+    async def workflow_status(self, status: str, **details: Any) -> None:
+        await self.changed()
+        data = {"id": str(self.workflow_id), "status": status, **details}
+        await self.events.publish(workflow_channel(self.workflow_id), "workflow.status", data)
+        await self.events.publish(user_channel(self.owner_id), "workflow.status", data)
+
+    async def step_status(self, position: int, kind: str, status: str, error: str | None = None) -> None:
+        await self.changed()
+        data = {"workflow_id": str(self.workflow_id), "position": position, "kind": kind, "status": status}
+        await self.events.publish(workflow_channel(self.workflow_id), "step.status", {**data, "error": error})
+
+    async def progress(self, kind: str, step_progress: float, workflow_progress: float) -> None:
+        await self.changed()
+        data = {
+            "id": str(self.workflow_id),
+            "progress": workflow_progress,
+            "step": kind,
+            "step_progress": step_progress,
+        }
+        await self.events.publish(workflow_channel(self.workflow_id), "workflow.progress", data)

@@ -1,0 +1,142 @@
+"""The worker process: SAQ runs workflow jobs from the priority lanes; a reconciler keeps PostgreSQL honest.
+
+PostgreSQL holds the state of record. The reconciler, every `reconcile_interval_s`, fails runs whose worker
+stopped beating (a SIGKILLed process) and re-queues runs that are `queued` in PostgreSQL but whose job Redis
+no longer has (Redis restarted, or the enqueue after the commit failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from saq import Status, Worker
+from saq.types import PartialTimersDict
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from domain.cache import REDIS_FAILURES, Cache, create_cache_redis
+from domain.events.bus import EventBus
+from domain.workflows.changes import WorkflowNotifier
+from domain.workflows.runner import RunResources, run_workflow
+from domain.workflows.runs import RunStore, fail_lost_runs, stale_queued_runs
+from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
+from workers.queues import PRIORITIES, RUN_WORKFLOW, PriorityRedisQueue, create_queue, enqueue_workflow_run
+
+logger = logging.getLogger("roi.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    database_url: str
+    redis_url: str
+    namespace: str = "roi"
+    concurrency: int = 4
+    db_pool_size: int = 5
+    redis_timeout_s: float = 0.05
+    lost_after_s: float = 15.0
+    requeue_after_s: float = 10.0
+    reconcile_interval_s: float = 5.0
+
+
+async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str) -> str:
+    job = ctx["job"]
+    resources: RunResources = ctx["resources"]
+    started = time.time()
+    JOB_START_LATENCY.labels(PRIORITIES[job.priority]).observe(max(0.0, started - job.queued / 1000))
+    try:
+        outcome = await run_workflow(resources, uuid.UUID(workflow_id), run_id, touch_job=job.update)
+    except asyncio.CancelledError:
+        # The worker is shutting down: hand the run back (queued, same run id). SAQ re-queues the job itself,
+        # and should that fail, the reconciler re-queues it; either way the next worker restarts the run.
+        await RunStore(resources.engine, uuid.UUID(workflow_id), run_id).release()
+        raise
+    JOB_DURATION.labels(outcome).observe(time.time() - started)
+    return outcome
+
+
+class Reconciler:
+    def __init__(self, resources: RunResources, queue: PriorityRedisQueue, config: WorkerConfig) -> None:
+        self.resources = resources
+        self.queue = queue
+        self.config = config
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.reconcile()
+            except Exception:
+                logger.exception("reconciliation failed")
+            await asyncio.sleep(self.config.reconcile_interval_s)
+
+    async def reconcile(self) -> None:
+        engine = self.resources.engine
+        for workflow_id, owner_id in await fail_lost_runs(engine, self.config.lost_after_s):
+            RUNS_RECONCILED.labels("failed_lost").inc()
+            notifier = WorkflowNotifier(self.resources.cache, self.resources.events, workflow_id, owner_id)
+            await notifier.workflow_status("failed", error="the worker running this workflow stopped")
+        for workflow_id, job_id, priority in await stale_queued_runs(engine, self.config.requeue_after_s):
+            if await self._job_is_pending(job_id):
+                continue
+            try:
+                await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)  # type: ignore[arg-type]
+            except REDIS_FAILURES:
+                logger.warning("cannot re-queue workflow %s yet: Redis does not answer", workflow_id)
+                return
+            RUNS_RECONCILED.labels("requeued").inc()
+            logger.info("re-queued workflow %s (run %s): Redis had lost its job", workflow_id, job_id)
+
+    async def _job_is_pending(self, job_id: str) -> bool:
+        job = await self.queue.job(job_id)
+        return job is not None and job.status in (Status.QUEUED, Status.ACTIVE)
+
+
+def create_worker(config: WorkerConfig) -> Worker[Any]:
+    queue = create_queue(config.redis_url, config.namespace)
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        engine = create_async_engine(
+            config.database_url,
+            pool_size=config.db_pool_size,
+            max_overflow=config.db_pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"server_settings": {"application_name": "roi-worker", "timezone": "UTC"}},
+        )
+        redis = create_cache_redis(config.redis_url, max_connections=32, timeout_s=config.redis_timeout_s)
+        resources = RunResources(engine, Cache(redis, config.namespace), EventBus(redis, config.namespace))
+        ctx["resources"] = resources
+        ctx["redis"] = redis
+        ctx["reconciler"] = asyncio.create_task(Reconciler(resources, queue, config).run_forever())
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        ctx["reconciler"].cancel()
+        resources: RunResources = ctx["resources"]
+        await resources.cache.close()
+        await ctx["redis"].aclose()
+        await resources.engine.dispose()
+
+    return Worker(
+        queue,
+        functions=[(RUN_WORKFLOW, run_workflow_job)],
+        concurrency=config.concurrency,
+        startup=startup,
+        shutdown=shutdown,
+        timers=PartialTimersDict(schedule=1, worker_info=10, sweep=5, abort=1),
+        # Running jobs are handed back at once on shutdown (see run_workflow_job) rather than waited for: SAQ would
+        # wait the whole grace period for its never-ending upkeep tasks too.
+        shutdown_grace_period_s=0,
+        dequeue_timeout=1.0,
+    )
+
+
+async def serve_worker(config: WorkerConfig) -> None:
+    """Run a worker until SIGTERM or SIGINT (SAQ handles both), letting running jobs finish or hand back."""
+    worker = create_worker(config)
+    try:
+        await worker.start()
+    finally:
+        await worker.queue.disconnect()
