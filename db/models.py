@@ -52,6 +52,9 @@ class Agent(UUIDAuditBase):
 
 
 class Workflow(UUIDAuditBase):
+    """A workflow. Its columns `steps_json` and `doc` (its JSON document, for the hot reads) are kept by triggers
+    (migration 0003) and deliberately not mapped: the ORM never reads or writes them."""
+
     __tablename__ = "roi_workflows"
     __table_args__ = (
         CheckConstraint(_one_of("status", WORKFLOW_STATUSES), name="status"),
