@@ -1,9 +1,9 @@
 """Redis read-through caching that is never stale and never required.
 
 Never stale: a reader that misses notes the key's *generation*, reads PostgreSQL, and stores its answer only
-if the generation is unchanged (one Lua script). Writers commit first, then bump the generation and delete
-the key. So a reader that raced a writer can never put the older answer back: read-your-writes holds
-for every client on every process.
+if the generation is unchanged (one Lua script); a hit is one GET. Writers commit first, then bump the
+generation and delete the key. So a reader that raced a writer can never put the older answer back:
+read-your-writes holds for every client on every process.
 
 Never required: every Redis call has a short timeout. A failure opens a breaker for `retry_after_s` during
 which reads go straight to PostgreSQL (counted as fallbacks); invalidations that could not be delivered are
@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -110,17 +111,19 @@ class Cache:
             self.record(entry.family, "fallback")
             return await load()
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hget(entry.key, entry.field) if entry.field else pipe.get(entry.key)
-                pipe.get(entry.generation_key)
-                cached, generation = await pipe.execute()
+            cached = cast(
+                "bytes | None",
+                await (self.redis.hget(entry.key, entry.field) if entry.field else self.redis.get(entry.key)),
+            )
+            if cached is not None:
+                self.record(entry.family, "hit")
+                return cached
+            # Read the generation before PostgreSQL: a writer committing after this point changes it.
+            generation = cast("bytes | None", await self.redis.get(entry.generation_key))
         except REDIS_FAILURES as error:
             self._trip(error)
             self.record(entry.family, "fallback")
             return await load()
-        if cached is not None:
-            self.record(entry.family, "hit")
-            return bytes(cached)
         self.record(entry.family, "miss")
         value = await load()
         await self._store(entry, value, generation or b"")

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
+from litestar.datastructures import State
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
@@ -21,6 +22,10 @@ def json_bytes(body: bytes, status_code: int = 200) -> Response[bytes]:
 def documented(schema: type, description: str, status_code: int = 200) -> dict[int, ResponseSpec]:
     """OpenAPI for a handler that answers `json_bytes`: the body's real schema instead of `bytes`."""
     return {status_code: ResponseSpec(schema, description=description)}
+
+
+Caller = Request[CurrentUser, Any, State]
+"""A request from an authenticated user: `request.user` is who is calling (read from the token, no query)."""
 
 
 def provide_current_user(request: Request[CurrentUser, Any, Any]) -> CurrentUser:
