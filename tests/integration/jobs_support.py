@@ -7,8 +7,10 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -16,6 +18,7 @@ from saq import Worker
 
 from app.settings import Settings
 from tests.integration.support import Account
+from workers.queues import PriorityRedisQueue, create_queue
 from workers.worker import WorkerConfig, create_worker
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -35,18 +38,42 @@ def worker_config(settings: Settings, **overrides: Any) -> WorkerConfig:
     return WorkerConfig(**{**values, **overrides})
 
 
+@dataclass
+class WorkerHandle:
+    """A running worker, seen from the test: `queue` is a client of the worker's queue on the test's loop."""
+
+    queue: PriorityRedisQueue
+
+
 @contextlib.asynccontextmanager
-async def running_worker(config: WorkerConfig) -> AsyncIterator[Worker[Any]]:
-    """A SAQ worker on this event loop, stopped (and its job tasks with it) on exit."""
-    worker = create_worker(config)
-    task = asyncio.create_task(worker.start())
+async def running_worker(config: WorkerConfig) -> AsyncIterator[WorkerHandle]:
+    """A real SAQ worker on its own thread and event loop, stopped on exit.
+
+    Not on the test's loop: Litestar's test client blocks that loop while the app answers, and an app request
+    waiting on a row lock the worker holds would then wait for ever.
+    """
+    worker: Worker[Any] = create_worker(config)
+    worker.SIGNALS = []  # signal handlers belong to the main thread's loop
+    loop = asyncio.new_event_loop()
+
+    async def work() -> None:
+        try:
+            await worker.start()
+        finally:
+            await worker.queue.disconnect()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(work(),), daemon=True)
+    thread.start()
+    inspection = create_queue(config.redis_url, config.namespace)
     try:
-        yield worker
+        yield WorkerHandle(queue=inspection)
     finally:
-        await worker.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.queue.disconnect()
+        # Scheduled after work() started, so start() has already created the event that stop() sets.
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(worker.stop(), loop))
+        await asyncio.to_thread(thread.join, DEADLINE_S)
+        loop.close()
+        await inspection.disconnect()
+
 
 
 def worker_process(settings: Settings, **environment: str) -> subprocess.Popen[bytes]:
