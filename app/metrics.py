@@ -19,6 +19,9 @@ from litestar import Litestar
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from domain.cache import REDIS_FAILURES
+from workers.queues import PriorityRedisQueue
+
 CACHE_FAMILIES = ("workflow_status", "workflow_list", "agents")
 CACHE_OUTCOMES = ("hit", "miss", "fallback")
 POOL_SAMPLE_INTERVAL_S = 1.0
@@ -48,7 +51,7 @@ DB_POOL_OVERFLOW = Gauge(
     "roi_db_pool_overflow", "ORM connections open beyond its pool size", ["pool"], multiprocess_mode="livesum"
 )
 WS_CONNECTIONS = Gauge("roi_ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
-QUEUE_DEPTH = Gauge("roi_queue_depth", "Jobs waiting, per queue", ["queue"], multiprocess_mode="mostrecent")
+QUEUE_DEPTH = Gauge("roi_queue_depth", "Jobs waiting, per priority lane", ["queue"], multiprocess_mode="mostrecent")
 
 _cache_series: dict[tuple[str, str], Counter] = {  # every series exists from the start: rates begin at zero
     (family, outcome): CACHE_REQUESTS.labels(family, outcome) for family in CACHE_FAMILIES for outcome in CACHE_OUTCOMES
@@ -93,6 +96,16 @@ def sample_pools(engine: AsyncEngine, read_pool: asyncpg.Pool) -> None:
     DB_POOL_SIZE.labels("read").set(read_pool.get_size())
 
 
+async def sample_queue_depth(queue: PriorityRedisQueue) -> None:
+    """Jobs waiting per lane; skipped while Redis does not answer (the gauge keeps its last value)."""
+    try:
+        depths = await queue.depths()
+    except REDIS_FAILURES:
+        return
+    for lane, depth in depths.items():
+        QUEUE_DEPTH.labels(lane).set(depth)
+
+
 def pool_metrics(engine: Callable[[], AsyncEngine]) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A lifespan that samples this process's pools every second, after the `pools` lifespan opened them.
 
@@ -105,8 +118,10 @@ def pool_metrics(engine: Callable[[], AsyncEngine]) -> Callable[[Litestar], Abst
             while True:
                 await asyncio.sleep(POOL_SAMPLE_INTERVAL_S)
                 sample_pools(engine(), app.state.read_pool)
+                await sample_queue_depth(app.state.queue)
 
         sample_pools(engine(), app.state.read_pool)  # the series exist from the first scrape on
+        await sample_queue_depth(app.state.queue)
         sampler = asyncio.create_task(sample_forever())
         try:
             yield

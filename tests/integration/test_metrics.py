@@ -5,7 +5,9 @@ from __future__ import annotations
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.jobs_support import start_run, wait_until
 from tests.integration.support import Account
+from tests.integration.test_workflows import create
 
 
 def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -65,3 +67,16 @@ async def test_pool_gauges_and_the_registered_gauges_are_exported(client: AsyncT
     assert ("roi_ws_connections", frozenset()) in samples(exposition)
     assert "# TYPE roi_queue_depth gauge" in exposition
     assert "# TYPE roi_slow_queries_total counter" in exposition
+
+
+async def test_queue_depth_is_exported_per_priority_lane(client: AsyncTestClient, alice: Account) -> None:
+    workflow = await create(client, alice, priority="high")
+    await start_run(client, alice, workflow["id"])  # no worker runs: the job waits in its lane
+
+    async def high_lane_shows_it() -> bool:
+        return value((await client.get("/metrics")).text, "roi_queue_depth", queue="high") == 1.0
+
+    await wait_until(high_lane_shows_it, "the queue-depth gauge shows the waiting high job", deadline_s=5)
+    exposition = (await client.get("/metrics")).text
+    assert ("roi_queue_depth", frozenset({("queue", "low")})) in samples(exposition)
+    assert value(exposition, "roi_queue_depth", queue="low") == 0.0
