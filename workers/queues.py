@@ -64,7 +64,7 @@ class PriorityRedisQueue(RedisQueue):
             await self.redis.zrem(self._incomplete, job_id)
             return None
         job.status = Status.ACTIVE
-        job.touched = now()
+        job.started = job.touched = now()  # with `started` unset (0) a sweep sees the job as past its timeout
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(job_id, self.serialize(job))
             pipe.rpush(self._active, job_id)
@@ -95,6 +95,9 @@ class PriorityRedisQueue(RedisQueue):
         if kind == "queued":
             return sum((await self.depths()).values())
         return await super().count(kind)
+
+    async def is_in_lane(self, job: Job) -> bool:
+        return await self.redis.lpos(self.lane(job), job.id) is not None
 
     async def depths(self) -> dict[Priority, int]:
         """Jobs waiting in each lane, for the queue-depth metric."""

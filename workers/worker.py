@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from saq import Status, Worker
+from saq import Job, Status, Worker
 from saq.types import PartialTimersDict
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -78,20 +78,30 @@ class Reconciler:
             RUNS_RECONCILED.labels("failed_lost").inc()
             notifier = WorkflowNotifier(self.resources.cache, self.resources.events, workflow_id, owner_id)
             await notifier.workflow_status("failed", error="the worker running this workflow stopped")
-        for workflow_id, job_id, priority in await stale_queued_runs(engine, self.config.requeue_after_s):
-            if await self._job_is_pending(job_id):
-                continue
-            try:
-                await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)  # type: ignore[arg-type]
-            except REDIS_FAILURES:
-                logger.warning("cannot re-queue workflow %s yet: Redis does not answer", workflow_id)
-                return
-            RUNS_RECONCILED.labels("requeued").inc()
-            logger.info("re-queued workflow %s (run %s): Redis had lost its job", workflow_id, job_id)
+        stale = await stale_queued_runs(engine, self.config.requeue_after_s)
+        if not stale:
+            return
+        try:
+            jobs = await self.queue.jobs(job_id for _, job_id, _ in stale)
+            for (workflow_id, job_id, priority), job in zip(stale, jobs, strict=True):
+                await self._requeue_if_lost(workflow_id, job_id, priority, job)
+        except REDIS_FAILURES:
+            logger.warning("cannot check queued runs yet: Redis does not answer")
 
-    async def _job_is_pending(self, job_id: str) -> bool:
-        job = await self.queue.job(job_id)
-        return job is not None and job.status in (Status.QUEUED, Status.ACTIVE)
+    async def _requeue_if_lost(self, workflow_id: uuid.UUID, job_id: str, priority: str, job: Job | None) -> None:
+        """A queued run whose job Redis no longer has, or holds in no lane, goes back into its lane.
+
+        A job record that exists and is finished belongs to a run that ended meanwhile: left alone.
+        """
+        if job is None:
+            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)  # type: ignore[arg-type]
+        elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
+            # Popped by a worker that died before it moved the job to the active list.
+            await self.queue.redis.rpush(self.queue.lane(job), job.id)
+        else:
+            return
+        RUNS_RECONCILED.labels("requeued").inc()
+        logger.info("re-queued workflow %s (run %s): Redis had lost its job", workflow_id, job_id)
 
 
 def create_worker(config: WorkerConfig) -> Worker[Any]:

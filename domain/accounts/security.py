@@ -28,6 +28,8 @@ PUBLIC_PATHS = [
 
 
 VERIFIED_TOKENS_CACHED = 8192
+ADMIN_UI_PATH = "/saq"
+ADMIN_UI_COOKIE = "roi_admin_token"
 
 
 class RememberingJWTMiddleware(JWTCookieAuthenticationMiddleware):
@@ -43,6 +45,15 @@ class RememberingJWTMiddleware(JWTCookieAuthenticationMiddleware):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._verified: OrderedDict[str, tuple[AuthenticationResult, float]] = OrderedDict()
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        """The bearer header anywhere; the admin UI's cookie only under its path, so it never opens /api."""
+        encoded_token = connection.headers.get(self.auth_header, "").partition(" ")[-1]
+        if not encoded_token and connection.scope["path"].startswith(ADMIN_UI_PATH):
+            encoded_token = connection.cookies.get(self.auth_cookie_key, "").split(" ")[-1]
+        if not encoded_token:
+            raise NotAuthorizedException("No JWT token found in request header")
+        return await self.authenticate_token(encoded_token, connection)
 
     async def authenticate_token(
         self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
@@ -62,10 +73,6 @@ async def user_from_token(token: Token, connection: ASGIConnection[Any, Any, Any
         return CurrentUser(id=uuid.UUID(token.sub), is_admin=bool(token.extras.get("adm", False)))
     except ValueError:
         return None
-
-
-ADMIN_UI_PATH = "/saq"
-ADMIN_UI_COOKIE = "roi_admin_token"
 
 
 def build_jwt_auth(secret_key: str, token_ttl_s: int) -> JWTCookieAuth[CurrentUser, Token]:

@@ -112,8 +112,10 @@ async def _isolated(db: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]
     yield
     await db.execute("TRUNCATE users, roi_workflows, workflow_steps CASCADE")
     client = Redis.from_url(settings.redis_url or "")
-    async for key in client.scan_iter(match=f"{settings.redis_namespace}:*", count=1000):
-        await client.delete(key)
+    namespace = settings.redis_namespace
+    for pattern in (f"{namespace}:*", f"saq:{namespace}:*", f"saq:job:{namespace}:*"):
+        async for key in client.scan_iter(match=pattern, count=1000):
+            await client.delete(key)
     await client.aclose()
 
 

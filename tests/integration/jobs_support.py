@@ -75,7 +75,6 @@ async def running_worker(config: WorkerConfig) -> AsyncIterator[WorkerHandle]:
         await inspection.disconnect()
 
 
-
 def worker_process(settings: Settings, **environment: str) -> subprocess.Popen[bytes]:
     """`roi worker` as a real process, with the test database, Redis and namespace."""
     env = {

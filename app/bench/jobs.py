@@ -1,0 +1,445 @@
+"""The jobs scenario of `roi bench`: workflow runs on real `roi worker` processes, queued through the API.
+
+Four rows, measured in every round:
+- `jobs_start_idle`: enqueue→start of one run at a time, with an idle worker;
+- `jobs_start_high_behind_low`: the same for a `high` run while at least 1,000 `low` runs wait. The worker is busy
+  with them (that is why they wait), so a high run waits for the first of its slots to free;
+- `jobs_high_after_free_slot`: for those high runs, from that slot freeing (the first low run to complete after the
+  high one was queued) to the high run's start: the queue's own share. Had a freed slot taken a low run instead,
+  the high one would wait for the next slot, a whole run longer;
+- `jobs_throughput`: 200 runs queued at once through the API, drained by 2 worker processes: jobs/s, and their
+  enqueue→start latencies (queueing included).
+
+Times come from SAQ's job records, in milliseconds: `queued` is stamped by the API process that enqueues, `started`
+and `completed` by the worker. A row's req/s column is jobs/s; its server CPU is the worker processes' (not the
+API's); its errors are runs that did not succeed. The workers run with the production settings (4 slots each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import asyncpg
+import click
+import httpx
+import msgspec
+from saq import Job, Status
+from saq.job import TERMINAL_STATUSES
+
+from app.bench.report import RunSettings, ScenarioResult, percentile
+from app.bench.scenarios import JOB_ROWS
+from app.bench.service import BenchFailed, log_tail
+from app.factories import RegistrationFactory
+from db.pools import asyncpg_dsn
+from workers.queues import PriorityRedisQueue, create_queue
+
+IDLE, BEHIND_LOW, AFTER_FREE_SLOT, THROUGHPUT = JOB_ROWS
+TRIVIAL = {"cash_flows": [-1000.0, 300.0, 400.0, 500.0], "parameters": {"discount_rate": 0.08}}
+LOW_BACKLOG = 1000
+LOWS_EATEN_PER_SAMPLE = 10
+CONCURRENT_REQUESTS = 8
+THROUGHPUT_RUNS = 200
+THROUGHPUT_WORKERS = 2
+WORKER_CONCURRENCY = 4
+POLL_S = 0.002
+JOB_DEADLINE_S = 60.0
+WORKER_READY_S = 60.0
+WORKER_STOP_S = 20.0
+FAILURE_LOG_LINES = 30
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many samples a round takes: fewer with --quick."""
+
+    idle_samples: int
+    behind_samples: int
+
+    @property
+    def lows(self) -> int:
+        """Enough low runs that about LOW_BACKLOG still wait at the last high sample."""
+        return LOW_BACKLOG + LOWS_EATEN_PER_SAMPLE * self.behind_samples
+
+
+@dataclass
+class Phase:
+    """One row's measurements in one round."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    jobs: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    client_cpu_s: float = 0.0
+    worker_cpu_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Workflows:
+    idle: str
+    high: str
+    lows: list[str]
+    throughput: list[str]
+
+
+class _Created(msgspec.Struct):
+    id: str
+
+
+class _Accepted(msgspec.Struct):
+    job_id: str
+
+
+class _Token(msgspec.Struct):
+    access_token: str
+
+
+async def measure_jobs(
+    base_url: str,
+    database_url: str,
+    redis_url: str,
+    environment: dict[str, str],
+    settings: RunSettings,
+    quick: bool,
+    floor: ScenarioResult,
+) -> list[ScenarioResult]:
+    """Every phase in `settings.rounds` rounds, each on fresh worker processes; one result row per JOB_ROWS name."""
+    plan = Plan(idle_samples=50, behind_samples=30) if quick else Plan(idle_samples=200, behind_samples=100)
+    queue = create_queue(redis_url, environment["REDIS_NAMESPACE"])
+    rounds: dict[str, list[Phase]] = {name: [] for name in JOB_ROWS}
+    low_depths: list[int] = []
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as api:
+            api.headers["Authorization"] = f"Bearer {await _sign_up(api)}"
+            workflows = await _create_workflows(api, plan)
+            with tempfile.TemporaryDirectory(prefix="roi-bench-workers-") as work_dir:
+                workers = WorkerProcesses(environment, Path(work_dir) / "workers.log", queue)
+                for round_number in range(1, settings.rounds + 1):
+                    idle = await _idle_phase(api, queue, workers, workflows.idle, plan.idle_samples)
+                    behind, after_free_slot, depths = await _behind_low_phase(
+                        api, queue, workers, workflows, plan, database_url
+                    )
+                    low_depths += depths
+                    throughput = await _throughput_phase(api, queue, workers, workflows.throughput)
+                    for name, phase in zip(JOB_ROWS, (idle, behind, after_free_slot, throughput), strict=True):
+                        rounds[name].append(phase)
+                        click.echo(
+                            f"round {round_number}/{settings.rounds} {name}: {phase.jobs / phase.elapsed_s:,.0f} "
+                            f"jobs/s, p95 {percentile(sorted(phase.latencies_ms), 0.95):.0f} ms, "
+                            f"{phase.errors} errors",
+                            err=True,
+                        )
+    finally:
+        await _forget(queue)
+    lows = f"{min(low_depths):,}-{max(low_depths):,} waiting low runs"
+    requests = {
+        IDLE: f"enqueue->start, one run at a time, idle worker (1 process x {WORKER_CONCURRENCY} slots)",
+        BEHIND_LOW: f"enqueue->start of a high run behind {lows}, every slot busy with them",
+        AFTER_FREE_SLOT: f"first slot freed->start of that high run, behind {lows}",
+        THROUGHPUT: f"{THROUGHPUT_RUNS} runs queued at once, {THROUGHPUT_WORKERS} processes x {WORKER_CONCURRENCY}"
+        " slots: jobs/s and enqueue->start",
+    }
+    return [_pooled(name, requests[name], phases, floor) for name, phases in rounds.items()]
+
+
+def _pooled(name: str, request: str, phases: list[Phase], floor: ScenarioResult) -> ScenarioResult:
+    latencies_ms = sorted(latency for phase in phases for latency in phase.latencies_ms)
+    rates = [phase.jobs / phase.elapsed_s for phase in phases]
+    jobs = sum(phase.jobs for phase in phases)
+    p95_ms = percentile(latencies_ms, 0.95)
+    return ScenarioResult(
+        name=name,
+        service="workers",
+        request=request,
+        requests_per_s=statistics.median(rates),
+        requests_per_s_by_round=rates,
+        p50_ms=percentile(latencies_ms, 0.50),
+        p95_ms=p95_ms,
+        p99_ms=percentile(latencies_ms, 0.99),
+        requests=jobs,
+        errors=sum(phase.errors for phase in phases),
+        requests_per_s_vs_floor=statistics.median(rates) / floor.requests_per_s,
+        p95_vs_floor=p95_ms / floor.p95_ms,
+        client_cpu_cores=statistics.median(phase.client_cpu_s / phase.elapsed_s for phase in phases),
+        server_cpu_cores=statistics.median(phase.worker_cpu_s / phase.elapsed_s for phase in phases),
+        server_cpu_us_per_request=1e6 * sum(phase.worker_cpu_s for phase in phases) / max(1, jobs),
+    )
+
+
+async def _idle_phase(
+    api: httpx.AsyncClient, queue: PriorityRedisQueue, workers: WorkerProcesses, workflow_id: str, samples: int
+) -> Phase:
+    with workers.running(1):
+        await workers.ready(1)
+        await _run_and_wait(api, queue, workflow_id)  # warm-up: pools filled, code paths taken once
+        phase, _ = await _sample_runs(api, queue, workers, workflow_id, samples)
+    return phase
+
+
+async def _behind_low_phase(
+    api: httpx.AsyncClient,
+    queue: PriorityRedisQueue,
+    workers: WorkerProcesses,
+    workflows: Workflows,
+    plan: Plan,
+    database_url: str,
+) -> tuple[Phase, Phase, list[int]]:
+    """Queue the low runs with no worker, start one, time high runs while the lows wait; then cancel the rest."""
+    low_job_ids = await _concurrently(workflows.lows, lambda workflow_id: _run(api, workflow_id))
+    depths: list[int] = []
+
+    async def note_low_depth() -> None:
+        depths.append((await queue.depths())["low"])
+
+    with workers.running(1):
+        await workers.ready(1)
+        behind, highs = await _sample_runs(
+            api, queue, workers, workflows.high, plan.behind_samples, before_each=note_low_depth
+        )
+    after_free_slot = _after_free_slot(highs, [job for job in await queue.jobs(low_job_ids) if job is not None])
+    after_free_slot.elapsed_s, after_free_slot.client_cpu_s = behind.elapsed_s, behind.client_cpu_s
+    after_free_slot.worker_cpu_s = behind.worker_cpu_s
+    # Stopped, the worker handed its running low runs back: every low run is now succeeded or queued.
+    await _concurrently(await _queued(database_url), lambda workflow_id: _cancel(api, workflow_id))
+    await _drop_strays(queue)
+    return behind, after_free_slot, depths
+
+
+def _after_free_slot(highs: list[Job], lows: list[Job]) -> Phase:
+    """Each high run's wait from the first slot to free after it was queued (a low run completing) to its start."""
+    phase = Phase(jobs=len(highs), errors=sum(not _succeeded(high) for high in highs))
+    for high in highs:
+        freed = [low.completed for low in lows if high.queued <= low.completed <= high.started]
+        phase.latencies_ms.append(float(high.started - min(freed, default=high.queued)))
+    return phase
+
+
+async def _throughput_phase(
+    api: httpx.AsyncClient, queue: PriorityRedisQueue, workers: WorkerProcesses, workflow_ids: list[str]
+) -> Phase:
+    with workers.running(THROUGHPUT_WORKERS):
+        await workers.ready(THROUGHPUT_WORKERS)
+        cpu_before, client_before = workers.cpu_s(), time.process_time()
+        job_ids = await _concurrently(workflow_ids, lambda workflow_id: _run(api, workflow_id))
+        jobs = await _wait_all(queue, job_ids)
+        worker_cpu_s, client_cpu_s = workers.cpu_s() - cpu_before, time.process_time() - client_before
+    return Phase(
+        latencies_ms=[float(job.started - job.queued) for job in jobs],
+        jobs=len(jobs),
+        errors=sum(not _succeeded(job) for job in jobs),
+        elapsed_s=(max(job.completed for job in jobs) - min(job.queued for job in jobs)) / 1000,
+        client_cpu_s=client_cpu_s,
+        worker_cpu_s=worker_cpu_s,
+    )
+
+
+async def _sample_runs(
+    api: httpx.AsyncClient,
+    queue: PriorityRedisQueue,
+    workers: WorkerProcesses,
+    workflow_id: str,
+    samples: int,
+    before_each: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[Phase, list[Job]]:
+    """Run the workflow `samples` times, one after the other: each run is queued once the previous one ended."""
+    jobs: list[Job] = []
+    cpu_before, client_before, started_s = workers.cpu_s(), time.process_time(), time.perf_counter()
+    for _ in range(samples):
+        if before_each is not None:
+            await before_each()
+        jobs.append(await _run_and_wait(api, queue, workflow_id))
+    phase = Phase(
+        latencies_ms=[float(job.started - job.queued) for job in jobs],
+        jobs=samples,
+        errors=sum(not _succeeded(job) for job in jobs),
+        elapsed_s=time.perf_counter() - started_s,
+        client_cpu_s=time.process_time() - client_before,
+        worker_cpu_s=workers.cpu_s() - cpu_before,
+    )
+    return phase, jobs
+
+
+async def _run_and_wait(api: httpx.AsyncClient, queue: PriorityRedisQueue, workflow_id: str) -> Job:
+    [job] = await _wait_all(queue, [await _run(api, workflow_id)])
+    return job
+
+
+async def _wait_all(queue: PriorityRedisQueue, job_ids: list[str]) -> list[Job]:
+    """The jobs' records once every one has ended (polled: SAQ's listen can miss an end that came first)."""
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while True:
+        jobs = await queue.jobs(job_ids)
+        ended = [job for job in jobs if job is not None and job.status in TERMINAL_STATUSES]
+        if len(ended) == len(job_ids):
+            return ended
+        if time.monotonic() > deadline:
+            raise BenchFailed(f"jobs: {len(job_ids) - len(ended)} runs had not ended after {JOB_DEADLINE_S:g} s")
+        await asyncio.sleep(POLL_S)
+
+
+def _succeeded(job: Job) -> bool:
+    return job.status == Status.COMPLETE and job.result == "succeeded"
+
+
+async def _sign_up(api: httpx.AsyncClient) -> str:
+    """A user of the bench's own, so its workflows are apart from the seeded ones; its bearer token."""
+    registration = RegistrationFactory.build()
+    _expect(await api.post("/api/auth/register", content=msgspec.json.encode(registration)), 201)
+    credentials = {"email": registration.email, "password": registration.password}
+    login = await api.post("/api/auth/login", content=msgspec.json.encode(credentials))
+    return msgspec.json.decode(_expect(login, 200), type=_Token).access_token
+
+
+async def _create_workflows(api: httpx.AsyncClient, plan: Plan) -> Workflows:
+    """Trivial workflows (4 cash flows, no simulation): one per idle and high run, the lows, the throughput batch."""
+
+    async def create(priority: str) -> str:
+        body = {"name": f"bench {priority}", "priority": priority, **TRIVIAL}
+        answer = await api.post("/api/workflows", content=msgspec.json.encode(body))
+        return msgspec.json.decode(_expect(answer, 201), type=_Created).id
+
+    priorities = ["normal", "high", *["low"] * plan.lows, *["normal"] * THROUGHPUT_RUNS]
+    ids = await _concurrently(priorities, create)
+    return Workflows(idle=ids[0], high=ids[1], lows=ids[2 : 2 + plan.lows], throughput=ids[2 + plan.lows :])
+
+
+async def _run(api: httpx.AsyncClient, workflow_id: str) -> str:
+    answer = await api.post(f"/api/workflows/{workflow_id}/run")
+    return msgspec.json.decode(_expect(answer, 202), type=_Accepted).job_id
+
+
+async def _cancel(api: httpx.AsyncClient, workflow_id: str) -> None:
+    answer = await api.post(f"/api/workflows/{workflow_id}/cancel")
+    if answer.status_code != 409:  # it ended meanwhile
+        _expect(answer, 202)
+
+
+async def _queued(database_url: str) -> list[str]:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await connection.fetch("SELECT id FROM roi_workflows WHERE status = 'queued'")
+    finally:
+        await connection.close()
+    return [str(row["id"]) for row in rows]
+
+
+async def _drop_strays(queue: PriorityRedisQueue) -> None:
+    """Abort the jobs still in a lane once every queued run was cancelled: jobs of runs that had already ended.
+
+    SAQ re-queues, on shutdown, a job whose function had returned but that it had not yet marked complete; the
+    reconciler re-queues a run it listed as queued whose job ended meanwhile. A worker would find such a run not
+    current and do nothing, but the next phase must start with empty lanes.
+    """
+    strays = [_text(job_id) for lane in queue.lanes for job_id in await queue.redis.lrange(lane, 0, -1)]
+    for job in await queue.jobs(queue.job_key_from_id(job_id) for job_id in strays):
+        if job is not None:
+            await queue.abort(job, "roi bench: a stray job of a run that had ended")
+    if strays:
+        click.echo(f"{BEHIND_LOW}: aborted {len(strays)} stray job(s) of runs that had ended", err=True)
+    if sum((await queue.depths()).values()):
+        raise BenchFailed(f"{BEHIND_LOW}: jobs are still queued after the low runs were cancelled")
+
+
+async def _forget(queue: PriorityRedisQueue) -> None:
+    """Delete SAQ's keys of the bench's queue (lanes, job records, stats): they are outside the bench's namespace."""
+    try:
+        for pattern in (f"saq:{queue.name}:*", f"saq:job:{queue.name}:*"):
+            keys = [key async for key in queue.redis.scan_iter(match=pattern, count=1000)]
+            if keys:
+                await queue.redis.delete(*keys)
+    finally:
+        await queue.disconnect()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def _concurrently(items: list[str], call: Callable[[str], Awaitable[T]]) -> list[T]:
+    """`call` for each item, CONCURRENT_REQUESTS at a time; the answers in the items' order."""
+    gate = asyncio.Semaphore(CONCURRENT_REQUESTS)
+
+    async def one(item: str) -> T:
+        async with gate:
+            return await call(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+def _expect(answer: httpx.Response, status_code: int) -> bytes:
+    if answer.status_code != status_code:
+        request = answer.request
+        raise BenchFailed(f"jobs: {request.method} {request.url.path} answered {answer.status_code}: {answer.text}")
+    return answer.content
+
+
+class WorkerProcesses:
+    """`roi worker` processes with the bench's database, Redis and namespace; their output goes to one log."""
+
+    def __init__(self, environment: dict[str, str], log_path: Path, queue: PriorityRedisQueue) -> None:
+        self.environment = {**os.environ, **environment}
+        self.log_path = log_path
+        self.queue = queue
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.known_workers: set[str] = set()
+
+    @contextmanager
+    def running(self, count: int) -> Iterator[None]:
+        """`count` fresh worker processes until the block ends, then SIGTERM (SIGKILL after WORKER_STOP_S)."""
+        command = [sys.executable, "-m", "app", "worker", "--concurrency", str(WORKER_CONCURRENCY)]
+        with self.log_path.open("ab") as log:
+            self.processes = [
+                subprocess.Popen(command, env=self.environment, stdout=log, stderr=subprocess.STDOUT)
+                for _ in range(count)
+            ]
+        try:
+            yield
+        finally:
+            for process in self.processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in self.processes:
+                try:
+                    process.wait(WORKER_STOP_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            self.processes = []
+
+    async def ready(self, count: int) -> None:
+        """Until `count` new workers have registered with the queue (SAQ's worker info, written once started)."""
+        deadline = time.monotonic() + WORKER_READY_S
+        while True:
+            new = set((await self.queue.info())["workers"]) - self.known_workers
+            if len(new) >= count:
+                self.known_workers |= new
+                return
+            exited = sum(process.poll() is not None for process in self.processes)
+            if exited or time.monotonic() > deadline:
+                raise BenchFailed(
+                    f"jobs: {count} worker process(es) did not start ({exited} exited); the end of their log:\n"
+                    + log_tail(self.log_path, FAILURE_LOG_LINES)
+                )
+            await asyncio.sleep(0.05)
+
+    def cpu_s(self) -> float:
+        """User and system CPU seconds of the running worker processes so far."""
+        ticks = 0
+        for process in self.processes:
+            with suppress(FileNotFoundError):
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")

@@ -1,0 +1,217 @@
+"""Nothing lost or stuck, with real `roi worker` processes: SIGKILL, SIGTERM, start-up race, a job Redis lost."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from saq import Status
+
+from app.settings import Settings
+from tests.integration.jobs_support import (
+    TERMINAL,
+    start_run,
+    status_of,
+    wait_for_status,
+    wait_until,
+    worker_process,
+)
+from tests.integration.queue_support import forget_queue, private_queue, queue_name, reaped, wait_for_exit
+from tests.integration.support import Account
+from tests.integration.test_workflows import create
+from workers.queues import PriorityRedisQueue, create_queue
+
+FLOWS = [-1000.0, 300.0, 400.0, 500.0]
+LONG_FLOWS = [-5000.0] + [100.0] * 99
+FAST_RECONCILER = {"WORKER_LOST_AFTER_S": "2", "WORKER_RECONCILE_INTERVAL_S": "0.5"}
+FAILED_AFTER_KILL_S = 10.0
+RACING_RUNS = 30
+
+
+@pytest.fixture
+async def queue(settings: Settings) -> AsyncIterator[PriorityRedisQueue]:
+    """The app's queue, emptied of earlier tests' jobs (and of a sweep lock) before and after."""
+    assert settings.redis_url
+    await forget_queue(settings.redis_url, queue_name(settings))
+    app_queue = create_queue(settings.redis_url, settings.redis_namespace)
+    try:
+        yield app_queue
+    finally:
+        await app_queue.disconnect()
+        await forget_queue(settings.redis_url, queue_name(settings))
+
+
+async def detail(client: AsyncTestClient[Litestar], account: Account, workflow_id: str) -> dict[str, Any]:
+    response = await client.get(f"/api/workflows/{workflow_id}", headers=account.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_until_simulating(client: AsyncTestClient[Litestar], account: Account, workflow_id: str) -> None:
+    async def simulating() -> bool:
+        status = await status_of(client, account, workflow_id)
+        assert status["status"] in ("queued", "running"), status
+        return bool(status["current_step"] == "simulate" and status["progress"] > 0.6)
+
+    await wait_until(simulating, "the simulation is under way")
+
+
+async def test_a_worker_killed_mid_job_fails_the_run_within_a_bound(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+) -> None:
+    parameters = {"discount_rate": 0.05, "simulations": 1_000_000, "volatility": 0.3, "seed": 3}
+    workflow = await create(client, alice, cash_flows=LONG_FLOWS, parameters=parameters)
+    with reaped() as processes:
+        processes.append(first := worker_process(settings, **FAST_RECONCILER))
+        await start_run(client, alice, workflow["id"])
+        await wait_until_simulating(client, alice, workflow["id"])
+        first.kill()
+        killed_at = time.monotonic()
+        await wait_for_exit(first, deadline_s=5)
+        assert (await status_of(client, alice, workflow["id"]))["status"] == "running", "nobody noticed yet"
+        processes.append(worker_process(settings, **FAST_RECONCILER))
+
+        seen: dict[str, Any] = {}
+
+        async def ended() -> bool:
+            seen.update(await status_of(client, alice, workflow["id"]))
+            return seen["status"] in TERMINAL
+
+        await wait_until(ended, "the lost run ends", deadline_s=FAILED_AFTER_KILL_S)
+        ended_after = time.monotonic() - killed_at
+    assert seen["status"] == "failed", seen
+    assert ended_after <= FAILED_AFTER_KILL_S
+    done = await detail(client, alice, workflow["id"])
+    assert done["error"].startswith("simulate: the worker running this workflow stopped"), done["error"]
+    assert [(step["kind"], step["status"]) for step in done["steps"]] == [
+        ("ingest", "succeeded"),
+        ("validate", "succeeded"),
+        ("analyze", "succeeded"),
+        ("simulate", "failed"),
+        ("report", "skipped"),
+    ]
+    assert done["steps"][3]["error"] == done["error"]
+    assert done["finished_at"] is not None
+    assert (await client.get(f"/api/workflows/{workflow['id']}/result", headers=alice.headers)).status_code == 409
+
+
+async def test_sigterm_hands_a_running_job_back_and_the_next_worker_finishes_it(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+) -> None:
+    parameters = {"discount_rate": 0.05, "simulations": 400_000, "volatility": 0.3, "seed": 5}
+    workflow = await create(client, alice, cash_flows=LONG_FLOWS, parameters=parameters)
+    with reaped() as processes:
+        processes.append(first := worker_process(settings))
+        accepted = await start_run(client, alice, workflow["id"])
+        await wait_until_simulating(client, alice, workflow["id"])
+        first.send_signal(signal.SIGTERM)
+        assert await wait_for_exit(first, deadline_s=10) == 0
+
+        handed_back = await detail(client, alice, workflow["id"])
+        assert (handed_back["status"], handed_back["job_id"]) == ("queued", accepted["job_id"])
+        assert {step["status"] for step in handed_back["steps"]} == {"pending"}
+        job = await queue.job(accepted["job_id"])
+        assert job is not None
+        assert job.status == Status.QUEUED, "SAQ re-queued the job"
+        assert await queue.depths() == {"high": 0, "normal": 1, "low": 0}
+
+        processes.append(worker_process(settings))
+        final = await wait_for_status(client, alice, workflow["id"])
+    assert final["status"] == "succeeded", final
+    done = await detail(client, alice, workflow["id"])
+    assert done["job_id"] == accepted["job_id"], "the same run, restarted"
+    assert {step["status"] for step in done["steps"]} == {"succeeded"}
+    result = (await client.get(f"/api/workflows/{workflow['id']}/result", headers=alice.headers)).json()
+    assert result["simulation"]["runs"] == 400_000
+
+
+async def test_runs_queued_while_a_worker_starts_all_succeed(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+) -> None:
+    workflows = [
+        await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08}) for _ in range(RACING_RUNS)
+    ]
+    with reaped() as processes:
+        processes.append(worker_process(settings))
+        job_ids = [(await start_run(client, alice, workflow["id"]))["job_id"] for workflow in workflows]
+        statuses: dict[str, str] = {}
+
+        async def all_ended() -> bool:
+            for workflow in workflows:
+                if statuses.get(workflow["id"]) not in TERMINAL:
+                    statuses[workflow["id"]] = (await status_of(client, alice, workflow["id"]))["status"]
+            return all(status in TERMINAL for status in statuses.values())
+
+        await wait_until(all_ended, f"the {RACING_RUNS} runs end", deadline_s=30)
+    assert sorted(statuses.values()) == ["succeeded"] * RACING_RUNS
+    jobs = await queue.jobs(job_ids)
+    assert all(job is not None for job in jobs)
+    assert [(job.status, job.attempts, job.error) for job in jobs if job is not None] == [
+        (Status.COMPLETE, 1, None)
+    ] * RACING_RUNS, "no job was swept, retried or failed"
+
+
+async def test_a_dequeued_job_is_active_before_a_sweep_can_see_it(settings: Settings) -> None:
+    """SAQ's start-up race made deterministic: a new worker's first sweep right after another worker's dequeue."""
+    async with private_queue(settings) as lanes:
+        assert await lanes.enqueue("run_workflow", key="racing", timeout=60) is not None
+        dequeued = await lanes.dequeue(timeout=1)
+        assert dequeued is not None
+        assert dequeued.key == "racing"
+        stored = await lanes.job("racing")
+        assert stored is not None
+        assert stored.status == Status.ACTIVE, "marked active before it entered the active list"
+        assert await lanes.sweep() == [], "a sweep now must not take the job its worker is about to start"
+        after = await lanes.job("racing")
+        assert after is not None
+        assert (after.status, after.error) == (Status.ACTIVE, None)
+
+
+async def test_a_queued_run_whose_job_redis_lost_is_queued_again(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue, db: asyncpg.Pool
+) -> None:
+    workflow = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
+    accepted = await start_run(client, alice, workflow["id"])
+    assert await queue.job(accepted["job_id"]) is not None
+    assert settings.redis_url
+    await forget_queue(settings.redis_url, queue_name(settings))
+    assert await queue.job(accepted["job_id"]) is None
+    assert await queue.depths() == {"high": 0, "normal": 0, "low": 0}
+    assert (await status_of(client, alice, workflow["id"]))["status"] == "queued"
+
+    environment = {"WORKER_REQUEUE_AFTER_S": "0.5", "WORKER_RECONCILE_INTERVAL_S": "0.5"}
+    with reaped() as processes:
+        processes.append(worker_process(settings, **environment))
+        final = await wait_for_status(client, alice, workflow["id"])
+    assert final["status"] == "succeeded", final
+    done = await detail(client, alice, workflow["id"])
+    assert done["job_id"] == accepted["job_id"], "the same run, queued again"
+    assert await db.fetchval("SELECT count(*) FROM workflow_results WHERE job_id = $1", accepted["job_id"]) == 1
+
+
+async def test_a_job_popped_by_a_worker_that_died_at_once_is_not_stuck(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+) -> None:
+    """A worker SIGKILLed between its BLMPOP and recording the job: the job is in no lane and in no active list."""
+    workflow = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
+    accepted = await start_run(client, alice, workflow["id"])
+    popped = await queue.redis.blmpop(1, len(queue.lanes), *queue.lanes, direction="LEFT", count=1)
+    assert popped is not None
+    assert popped[1] == [queue.job_id(accepted["job_id"]).encode()]
+
+    environment = {"WORKER_REQUEUE_AFTER_S": "0.5", "WORKER_RECONCILE_INTERVAL_S": "0.5"}
+    with reaped() as processes:
+        processes.append(worker_process(settings, **environment))
+
+        async def ended() -> bool:
+            return (await status_of(client, alice, workflow["id"]))["status"] in TERMINAL
+
+        await wait_until(ended, "the run whose job was popped and lost ends", deadline_s=10)
+    assert (await status_of(client, alice, workflow["id"]))["status"] == "succeeded"

@@ -1,0 +1,106 @@
+"""The SAQ web UI at /saq: admins only, by bearer token or by the cookie scoped to /saq, and nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from http.cookies import SimpleCookie
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.factories import RegistrationFactory
+from app.settings import Settings
+from domain.accounts.security import ADMIN_UI_COOKIE
+from tests.integration.jobs_support import start_run
+from tests.integration.queue_support import forget_queue, queue_name
+from tests.integration.support import Account
+from tests.integration.test_workflows import create
+
+QUEUES = "/saq/api/queues"
+
+
+@pytest.fixture
+async def empty_lanes(settings: Settings) -> AsyncIterator[None]:
+    assert settings.redis_url
+    await forget_queue(settings.redis_url, queue_name(settings))
+    yield
+    await forget_queue(settings.redis_url, queue_name(settings))
+
+
+async def sign_up_admin(client: AsyncTestClient[Litestar], db: asyncpg.Pool) -> tuple[Account, str]:
+    """Register through the API, promote in the database, log in again (the token carries the admin claim).
+
+    Returns the admin and the Set-Cookie header of that login.
+    """
+    registration = RegistrationFactory.build()
+    credentials = {"email": registration.email, "password": registration.password}
+    created = await client.post("/api/auth/register", json={**credentials, "name": registration.name})
+    assert created.status_code == 201, created.text
+    first = await client.post("/api/auth/login", json=credentials)
+    assert first.status_code == 200
+    assert "set-cookie" not in first.headers, "not an admin yet: no cookie"
+    await db.execute("UPDATE users SET is_admin = true WHERE email = $1", registration.email)
+    login = await client.post("/api/auth/login", json=credentials)
+    assert login.status_code == 200, login.text
+    client.cookies.clear()  # every request below says exactly which credentials it sends
+    admin = Account(created.json()["id"], registration.email, login.json()["access_token"])
+    return admin, login.headers["set-cookie"]
+
+
+def cookie_header(set_cookie: str) -> dict[str, str]:
+    """What a browser sends back for the cookie of `set_cookie`, and only that."""
+    morsel = SimpleCookie(set_cookie)[ADMIN_UI_COOKIE]
+    return {"Cookie": f"{morsel.key}={morsel.coded_value}"}
+
+
+async def queues(client: AsyncTestClient[Litestar], headers: dict[str, str]) -> tuple[int, Any]:
+    client.cookies.clear()
+    response = await client.get(QUEUES, headers=headers)
+    return response.status_code, response.json()
+
+
+async def test_the_queue_ui_is_for_admins_only(
+    client: AsyncTestClient[Litestar], alice: Account, db: asyncpg.Pool, settings: Settings, empty_lanes: None
+) -> None:
+    admin, _ = await sign_up_admin(client, db)
+    assert (await queues(client, {}))[0] == 401
+    assert (await queues(client, {"Authorization": "Bearer not-a-token"}))[0] == 401
+    assert (await queues(client, alice.headers))[0] == 403
+    client.cookies.clear()
+    assert (await client.get("/saq", headers=alice.headers)).status_code == 403, "the page too"
+
+    workflow = await create(client, alice, cash_flows=[-100.0, 60.0, 60.0], parameters={"discount_rate": 0.05})
+    await start_run(client, alice, workflow["id"])
+    status, body = await queues(client, admin.headers)
+    assert status == 200, body
+    [queue] = body["queues"]
+    assert queue["name"] == queue_name(settings)
+    assert (queue["queued"], queue["active"]) == (1, 0), "one run waits, no worker runs"
+    client.cookies.clear()
+    assert (await client.get("/saq", headers=admin.headers)).status_code == 200
+
+
+async def test_an_admins_login_cookie_opens_the_queue_ui_and_nothing_else(
+    client: AsyncTestClient[Litestar], db: asyncpg.Pool, empty_lanes: None
+) -> None:
+    admin, set_cookie = await sign_up_admin(client, db)
+    attributes = {part.strip().lower() for part in set_cookie.split(";")[1:]}
+    assert {"path=/saq", "httponly", "samesite=strict"} <= attributes, set_cookie
+
+    status, body = await queues(client, cookie_header(set_cookie))
+    assert status == 200, "the cookie alone, without an Authorization header, opens the UI"
+    assert len(body["queues"]) == 1
+    assert (await queues(client, admin.headers))[0] == 200
+
+
+async def test_the_admin_cookie_does_not_authenticate_the_api(
+    client: AsyncTestClient[Litestar], db: asyncpg.Pool
+) -> None:
+    admin, set_cookie = await sign_up_admin(client, db)
+    assert (await client.get("/api/workflows", headers=admin.headers)).status_code == 200
+    client.cookies.clear()
+    response = await client.get("/api/workflows", headers=cookie_header(set_cookie))
+    assert response.status_code == 401, "the cookie is scoped to /saq: it must never stand in for the bearer token"
