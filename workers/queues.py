@@ -31,10 +31,14 @@ RUN_WORKFLOW = "run_workflow"
 class PriorityRedisQueue(RedisQueue):
     """A SAQ Redis queue whose dequeue honours `Job.priority` (0 = high, 1 = normal, 2 = low)."""
 
-    def __init__(self, redis: Redis, name: str = QUEUE_NAME, **kwargs: Any) -> None:
+    def __init__(
+        self, redis: Redis, name: str = QUEUE_NAME, drains: tuple[Priority, ...] = PRIORITIES, **kwargs: Any
+    ) -> None:
+        """`drains`: the lanes this queue's dequeue takes from, highest first (an express worker drains `high`)."""
         super().__init__(redis, name=name, **kwargs)
         # SAQ's own list is the normal lane, so anything SAQ itself re-queues lands in a valid lane.
         self.lanes = [self.namespace("queued:high"), self._queued, self.namespace("queued:low")]
+        self.drained = [self.lanes[LANE_OF_PRIORITY[priority]] for priority in drains]
 
     async def disconnect(self) -> None:
         """Close even when Redis is gone: shutting down must not depend on it."""
@@ -54,7 +58,7 @@ class PriorityRedisQueue(RedisQueue):
             self._queued = queued
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109
-        popped = await self.redis.blmpop(timeout, len(self.lanes), *self.lanes, direction="LEFT", count=1)
+        popped = await self.redis.blmpop(timeout, len(self.drained), *self.drained, direction="LEFT", count=1)
         if popped is None:
             return None
         job_id = popped[1][0]
@@ -108,9 +112,9 @@ class PriorityRedisQueue(RedisQueue):
         return dict(zip(PRIORITIES, lengths, strict=True))
 
 
-def create_queue(redis_url: str, namespace: str) -> PriorityRedisQueue:
+def create_queue(redis_url: str, namespace: str, drains: tuple[Priority, ...] = PRIORITIES) -> PriorityRedisQueue:
     """The queue on its own connection pool: blocking dequeues must not share the cache's short timeouts."""
-    return PriorityRedisQueue(Redis.from_url(redis_url), name=f"{namespace}:{QUEUE_NAME}")
+    return PriorityRedisQueue(Redis.from_url(redis_url), name=f"{namespace}:{QUEUE_NAME}", drains=drains)
 
 
 async def enqueue_workflow_run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,9 +25,18 @@ from domain.workflows.changes import WorkflowNotifier
 from domain.workflows.runner import RunResources, run_workflow
 from domain.workflows.runs import RunStore, fail_lost_runs, stale_queued_runs
 from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
-from workers.queues import PRIORITIES, RUN_WORKFLOW, PriorityRedisQueue, create_queue, enqueue_workflow_run
+from workers.queues import (
+    PRIORITIES,
+    RUN_WORKFLOW,
+    Priority,
+    PriorityRedisQueue,
+    create_queue,
+    enqueue_workflow_run,
+)
 
 logger = logging.getLogger("roi.worker")
+
+EXPRESS_SLOTS = 1
 
 
 @dataclass(frozen=True)
@@ -104,8 +114,12 @@ class Reconciler:
         logger.info("re-queued workflow %s (run %s): Redis had lost its job", workflow_id, job_id)
 
 
-def create_worker(config: WorkerConfig) -> Worker[Any]:
-    queue = create_queue(config.redis_url, config.namespace)
+def create_worker(
+    config: WorkerConfig, drains: tuple[Priority, ...] = PRIORITIES, concurrency: int | None = None
+) -> Worker[Any]:
+    """A SAQ worker taking jobs from the lanes `drains`, highest first; the full worker also runs the reconciler."""
+    queue = create_queue(config.redis_url, config.namespace, drains)
+    reconciles = drains == PRIORITIES
 
     async def startup(ctx: dict[str, Any]) -> None:
         engine = create_async_engine(
@@ -120,10 +134,12 @@ def create_worker(config: WorkerConfig) -> Worker[Any]:
         resources = RunResources(engine, Cache(redis, config.namespace), EventBus(redis, config.namespace))
         ctx["resources"] = resources
         ctx["redis"] = redis
-        ctx["reconciler"] = asyncio.create_task(Reconciler(resources, queue, config).run_forever())
+        if reconciles:
+            ctx["reconciler"] = asyncio.create_task(Reconciler(resources, queue, config).run_forever())
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        ctx["reconciler"].cancel()
+        if reconciles:
+            ctx["reconciler"].cancel()
         resources: RunResources = ctx["resources"]
         await resources.cache.close()
         await ctx["redis"].aclose()
@@ -132,7 +148,7 @@ def create_worker(config: WorkerConfig) -> Worker[Any]:
     return Worker(
         queue,
         functions=[(RUN_WORKFLOW, run_workflow_job)],
-        concurrency=config.concurrency,
+        concurrency=concurrency or config.concurrency,
         startup=startup,
         shutdown=shutdown,
         timers=PartialTimersDict(schedule=1, worker_info=10, sweep=5, abort=1),
@@ -144,9 +160,23 @@ def create_worker(config: WorkerConfig) -> Worker[Any]:
 
 
 async def serve_worker(config: WorkerConfig) -> None:
-    """Run a worker until SIGTERM or SIGINT (SAQ handles both), letting running jobs finish or hand back."""
-    worker = create_worker(config)
+    """Run the workers of one process until SIGTERM or SIGINT (SAQ handles both); running jobs are handed back.
+
+    Beside the worker with `concurrency` slots for every lane runs an express slot that takes only `high` jobs:
+    a high job then starts at once even when every other slot is busy with the low ones queued before it.
+    """
+    workers = [create_worker(config), create_worker(config, drains=("high",), concurrency=EXPRESS_SLOTS)]
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    for worker in workers:
+        worker.SIGNALS = []  # one handler for the process, not one per worker (each would replace the last)
+    running = [asyncio.create_task(worker.start()) for worker in workers]
     try:
-        await worker.start()
+        await asyncio.wait([*running, asyncio.create_task(stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await worker.queue.disconnect()
+        await asyncio.gather(*(worker.stop() for worker in workers), return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
+        for worker in workers:
+            await worker.queue.disconnect()

@@ -215,3 +215,27 @@ async def test_a_job_popped_by_a_worker_that_died_at_once_is_not_stuck(
 
         await wait_until(ended, "the run whose job was popped and lost ends", deadline_s=10)
     assert (await status_of(client, alice, workflow["id"]))["status"] == "succeeded"
+
+
+async def test_a_high_run_starts_at_once_when_every_slot_is_busy_with_low_ones(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+) -> None:
+    long_parameters = {"discount_rate": 0.05, "simulations": 1_000_000, "volatility": 0.3}
+    busy = [
+        await create(client, alice, cash_flows=LONG_FLOWS, parameters=long_parameters, priority="low") for _ in range(2)
+    ]
+    waiting = [await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08}, priority="low")]
+    urgent = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08}, priority="high")
+    with reaped() as processes:
+        processes.append(worker_process(settings))  # two slots for every lane, one express slot for `high`
+        for workflow in busy:
+            await start_run(client, alice, workflow["id"])
+        for workflow in busy:
+            await wait_for_status(client, alice, workflow["id"], ("running",))
+        await start_run(client, alice, waiting[0]["id"])
+        await start_run(client, alice, urgent["id"])
+        assert (await wait_for_status(client, alice, urgent["id"]))["status"] == "succeeded"
+        assert (await status_of(client, alice, waiting[0]["id"]))["status"] == "queued", "the low run still waits"
+        for workflow in busy:
+            assert (await status_of(client, alice, workflow["id"]))["status"] == "running"
+            await client.post(f"/api/workflows/{workflow['id']}/cancel", headers=alice.headers)
