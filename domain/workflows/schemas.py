@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from domain.analysis import Metrics, SimulationSummary
+
 Priority = Literal["high", "normal", "low"]
 WorkflowStatusName = Literal["draft", "queued", "running", "succeeded", "failed", "cancelled"]
 StepStatusName = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
@@ -97,28 +99,8 @@ class RunAccepted(msgspec.Struct):
     job_id: str | None
 
 
-class ResultMetrics(msgspec.Struct):
-    npv: float | None
-    irr: float | None
-    roi: float | None
-    payback_period: float | None
-    discounted_payback_period: float | None
-    total_invested: float
-    total_returned: float
-    periods: int
-
-
-class ResultSimulation(msgspec.Struct):
-    runs: int
-    npv_mean: float
-    npv_p5: float
-    npv_p50: float
-    npv_p95: float
-    probability_npv_positive: float
-
-
 class WorkflowResultOut(msgspec.Struct):
     workflow_id: uuid.UUID
     finished_at: datetime.datetime
-    metrics: ResultMetrics
-    simulation: ResultSimulation | None
+    metrics: Metrics
+    simulation: SimulationSummary | None

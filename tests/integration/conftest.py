@@ -19,7 +19,9 @@ from app.asgi import create_app
 from app.settings import Settings
 from db.migrate import upgrade
 from db.pools import asyncpg_dsn
+from tests.integration.queue_support import forget_queue, queue_name
 from tests.integration.support import Account, sign_up
+from workers.queues import PriorityRedisQueue, create_queue
 
 
 class ServiceURLs:
@@ -134,3 +136,16 @@ async def alice(client: AsyncTestClient) -> Account:
 @pytest.fixture
 async def bob(client: AsyncTestClient) -> Account:
     return await sign_up(client)
+
+
+@pytest.fixture
+async def app_queue(settings: Settings) -> AsyncIterator[PriorityRedisQueue]:
+    """The app's own queue, lanes emptied first (earlier tests may have left jobs there) and afterwards."""
+    assert settings.redis_url
+    await forget_queue(settings.redis_url, queue_name(settings))
+    queue = create_queue(settings.redis_url, settings.redis_namespace)
+    try:
+        yield queue
+    finally:
+        await queue.disconnect()
+        await forget_queue(settings.redis_url, queue_name(settings))

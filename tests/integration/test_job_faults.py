@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq import Status
@@ -25,26 +23,13 @@ from tests.integration.jobs_support import (
 from tests.integration.queue_support import forget_queue, private_queue, queue_name, reaped, wait_for_exit
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
-from workers.queues import PriorityRedisQueue, create_queue
+from workers.queues import PriorityRedisQueue
 
 FLOWS = [-1000.0, 300.0, 400.0, 500.0]
 LONG_FLOWS = [-5000.0] + [100.0] * 99
 FAST_RECONCILER = {"WORKER_LOST_AFTER_S": "2", "WORKER_RECONCILE_INTERVAL_S": "0.5"}
 FAILED_AFTER_KILL_S = 10.0
 RACING_RUNS = 30
-
-
-@pytest.fixture
-async def queue(settings: Settings) -> AsyncIterator[PriorityRedisQueue]:
-    """The app's queue, emptied of earlier tests' jobs (and of a sweep lock) before and after."""
-    assert settings.redis_url
-    await forget_queue(settings.redis_url, queue_name(settings))
-    app_queue = create_queue(settings.redis_url, settings.redis_namespace)
-    try:
-        yield app_queue
-    finally:
-        await app_queue.disconnect()
-        await forget_queue(settings.redis_url, queue_name(settings))
 
 
 async def detail(client: AsyncTestClient[Litestar], account: Account, workflow_id: str) -> dict[str, Any]:
@@ -64,7 +49,7 @@ async def wait_until_simulating(client: AsyncTestClient[Litestar], account: Acco
 
 
 async def test_a_worker_killed_mid_job_fails_the_run_within_a_bound(
-    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, app_queue: PriorityRedisQueue
 ) -> None:
     parameters = {"discount_rate": 0.05, "simulations": 1_000_000, "volatility": 0.3, "seed": 3}
     workflow = await create(client, alice, cash_flows=LONG_FLOWS, parameters=parameters)
@@ -103,7 +88,7 @@ async def test_a_worker_killed_mid_job_fails_the_run_within_a_bound(
 
 
 async def test_sigterm_hands_a_running_job_back_and_the_next_worker_finishes_it(
-    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, app_queue: PriorityRedisQueue
 ) -> None:
     parameters = {"discount_rate": 0.05, "simulations": 400_000, "volatility": 0.3, "seed": 5}
     workflow = await create(client, alice, cash_flows=LONG_FLOWS, parameters=parameters)
@@ -117,10 +102,10 @@ async def test_sigterm_hands_a_running_job_back_and_the_next_worker_finishes_it(
         handed_back = await detail(client, alice, workflow["id"])
         assert (handed_back["status"], handed_back["job_id"]) == ("queued", accepted["job_id"])
         assert {step["status"] for step in handed_back["steps"]} == {"pending"}
-        job = await queue.job(accepted["job_id"])
+        job = await app_queue.job(accepted["job_id"])
         assert job is not None
         assert job.status == Status.QUEUED, "SAQ re-queued the job"
-        assert await queue.depths() == {"high": 0, "normal": 1, "low": 0}
+        assert await app_queue.depths() == {"high": 0, "normal": 1, "low": 0}
 
         processes.append(worker_process(settings))
         final = await wait_for_status(client, alice, workflow["id"])
@@ -133,7 +118,7 @@ async def test_sigterm_hands_a_running_job_back_and_the_next_worker_finishes_it(
 
 
 async def test_runs_queued_while_a_worker_starts_all_succeed(
-    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, app_queue: PriorityRedisQueue
 ) -> None:
     workflows = [
         await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08}) for _ in range(RACING_RUNS)
@@ -151,7 +136,7 @@ async def test_runs_queued_while_a_worker_starts_all_succeed(
 
         await wait_until(all_ended, f"the {RACING_RUNS} runs end", deadline_s=30)
     assert sorted(statuses.values()) == ["succeeded"] * RACING_RUNS
-    jobs = await queue.jobs(job_ids)
+    jobs = await app_queue.jobs(job_ids)
     assert all(job is not None for job in jobs)
     assert [(job.status, job.attempts, job.error) for job in jobs if job is not None] == [
         (Status.COMPLETE, 1, None)
@@ -175,15 +160,19 @@ async def test_a_dequeued_job_is_active_before_a_sweep_can_see_it(settings: Sett
 
 
 async def test_a_queued_run_whose_job_redis_lost_is_queued_again(
-    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue, db: asyncpg.Pool
+    client: AsyncTestClient[Litestar],
+    alice: Account,
+    settings: Settings,
+    app_queue: PriorityRedisQueue,
+    db: asyncpg.Pool,
 ) -> None:
     workflow = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
     accepted = await start_run(client, alice, workflow["id"])
-    assert await queue.job(accepted["job_id"]) is not None
+    assert await app_queue.job(accepted["job_id"]) is not None
     assert settings.redis_url
     await forget_queue(settings.redis_url, queue_name(settings))
-    assert await queue.job(accepted["job_id"]) is None
-    assert await queue.depths() == {"high": 0, "normal": 0, "low": 0}
+    assert await app_queue.job(accepted["job_id"]) is None
+    assert await app_queue.depths() == {"high": 0, "normal": 0, "low": 0}
     assert (await status_of(client, alice, workflow["id"]))["status"] == "queued"
 
     environment = {"WORKER_REQUEUE_AFTER_S": "0.5", "WORKER_RECONCILE_INTERVAL_S": "0.5"}
@@ -197,14 +186,14 @@ async def test_a_queued_run_whose_job_redis_lost_is_queued_again(
 
 
 async def test_a_job_popped_by_a_worker_that_died_at_once_is_not_stuck(
-    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, app_queue: PriorityRedisQueue
 ) -> None:
     """A worker SIGKILLed between its BLMPOP and recording the job: the job is in no lane and in no active list."""
     workflow = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
     accepted = await start_run(client, alice, workflow["id"])
-    popped = await queue.redis.blmpop(1, len(queue.lanes), *queue.lanes, direction="LEFT", count=1)
+    popped = await app_queue.redis.blmpop(1, len(app_queue.lanes), *app_queue.lanes, direction="LEFT", count=1)
     assert popped is not None
-    assert popped[1] == [queue.job_id(accepted["job_id"]).encode()]
+    assert popped[1] == [app_queue.job_id(accepted["job_id"]).encode()]
 
     environment = {"WORKER_REQUEUE_AFTER_S": "0.5", "WORKER_RECONCILE_INTERVAL_S": "0.5"}
     with reaped() as processes:
@@ -218,7 +207,7 @@ async def test_a_job_popped_by_a_worker_that_died_at_once_is_not_stuck(
 
 
 async def test_a_high_run_starts_at_once_when_every_slot_is_busy_with_low_ones(
-    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, queue: PriorityRedisQueue
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, app_queue: PriorityRedisQueue
 ) -> None:
     long_parameters = {"discount_rate": 0.05, "simulations": 1_000_000, "volatility": 0.3}
     busy = [

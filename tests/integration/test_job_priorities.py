@@ -14,10 +14,10 @@ from saq import Status, Worker
 
 from app.settings import Settings
 from tests.integration.jobs_support import start_run, wait_until
-from tests.integration.queue_support import forget_queue, private_queue, queue_name
+from tests.integration.queue_support import private_queue
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
-from workers.queues import LANE_OF_PRIORITY, Priority, PriorityRedisQueue, create_queue
+from workers.queues import LANE_OF_PRIORITY, Priority, PriorityRedisQueue
 
 LOWS = 1000
 NORMALS = 10
@@ -27,19 +27,6 @@ NORMALS = 10
 async def lanes(settings: Settings) -> AsyncIterator[PriorityRedisQueue]:
     async with private_queue(settings) as queue:
         yield queue
-
-
-@pytest.fixture
-async def app_queue(settings: Settings) -> AsyncIterator[PriorityRedisQueue]:
-    """The app's own queue, lanes emptied first (earlier tests may have left jobs there) and afterwards."""
-    assert settings.redis_url
-    await forget_queue(settings.redis_url, queue_name(settings))
-    queue = create_queue(settings.redis_url, settings.redis_namespace)
-    try:
-        yield queue
-    finally:
-        await queue.disconnect()
-        await forget_queue(settings.redis_url, queue_name(settings))
 
 
 async def test_a_high_job_behind_a_thousand_lows_and_ten_normals_starts_next(lanes: PriorityRedisQueue) -> None:
