@@ -20,6 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.cache import REDIS_FAILURES
+from domain.events.stats import LiveStats
 from workers.queues import PriorityRedisQueue
 
 CACHE_FAMILIES = ("workflow_status", "workflow_list", "agents")
@@ -51,6 +52,18 @@ DB_POOL_OVERFLOW = Gauge(
     "roi_db_pool_overflow", "ORM connections open beyond its pool size", ["pool"], multiprocess_mode="livesum"
 )
 WS_CONNECTIONS = Gauge("roi_ws_connections", "Open WebSocket connections", multiprocess_mode="livesum")
+WS_CONNECTS = Counter("roi_ws_connects", "WebSocket upgrades by outcome", ["outcome"])
+WS_DISCONNECTS = Counter("roi_ws_disconnects", "Closed WebSocket connections by reason", ["reason"])
+WS_SUBSCRIBES = Counter("roi_ws_subscribes", "Subscribe requests by outcome", ["outcome"])
+WS_SUBSCRIPTIONS = Gauge("roi_ws_subscriptions", "Active channel subscriptions", multiprocess_mode="livesum")
+WS_MESSAGES_SENT = Counter("roi_ws_messages_sent", "WebSocket frames sent (events, replays, control)")
+WS_MESSAGES_DROPPED = Counter("roi_ws_messages_dropped", "Event frames not sent: the socket's backlog overflowed")
+WS_BACKLOG_HIGH_WATER = Gauge(
+    "roi_ws_backlog_high_water", "Deepest per-socket send backlog seen by any process", multiprocess_mode="max"
+)
+WS_DELIVERY_LATENCY = Histogram(
+    "roi_ws_delivery_latency_seconds", "Publish to send of live events", buckets=LATENCY_BUCKETS
+)
 QUEUE_DEPTH = Gauge("roi_queue_depth", "Jobs waiting, per priority lane", ["queue"], multiprocess_mode="mostrecent")
 
 _cache_series: dict[tuple[str, str], Counter] = {  # every series exists from the start: rates begin at zero
@@ -80,6 +93,37 @@ def count_cache_request(family: str, outcome: str) -> None:
     if series is None:
         series = _cache_series[family, outcome] = CACHE_REQUESTS.labels(family, outcome)
     series.inc()
+
+
+class PrometheusLiveStats(LiveStats):
+    """The /ws endpoint's callbacks, into the metrics above."""
+
+    def connected(self, outcome: str) -> None:
+        WS_CONNECTS.labels(outcome).inc()
+
+    def disconnected(self, reason: str) -> None:
+        WS_DISCONNECTS.labels(reason).inc()
+
+    def open_sockets(self, delta: int) -> None:
+        WS_CONNECTIONS.inc(delta)
+
+    def subscribed(self, outcome: str) -> None:
+        WS_SUBSCRIBES.labels(outcome).inc()
+
+    def active_subscriptions(self, delta: int) -> None:
+        WS_SUBSCRIPTIONS.inc(delta)
+
+    def sent(self, count: int) -> None:
+        WS_MESSAGES_SENT.inc(count)
+
+    def dropped(self, count: int) -> None:
+        WS_MESSAGES_DROPPED.inc(count)
+
+    def backlog_high_water(self, depth: int) -> None:
+        WS_BACKLOG_HIGH_WATER.set(depth)
+
+    def delivered(self, latency_s: float) -> None:
+        WS_DELIVERY_LATENCY.observe(latency_s)
 
 
 def count_slow_query(fingerprint: str) -> None:

@@ -46,7 +46,7 @@ class RequestObserverMiddleware:
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, close_code
-            if message["type"] == "http.response.start":
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), echo]
             elif message["type"] == "websocket.accept":

@@ -40,6 +40,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     access_token_ttl_s: PositiveInt = 86_400
     slow_query_ms: NonNegativeFloat = 100.0
+
+    ws_heartbeat_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    ws_send_backlog: PositiveInt = 1000
+    event_history_size: PositiveInt = 1000
+    event_history_age_s: PositiveInt = 3600
     log_level: str = "INFO"
 
 

@@ -81,6 +81,10 @@ JOBS = "jobs"
 """Not one HTTP request under load: workflow runs on `roi worker` processes (app/bench/jobs.py), in these rows."""
 JOB_ROWS = ("jobs_start_idle", "jobs_start_high_behind_low", "jobs_high_after_free_slot", "jobs_throughput")
 
+WS = "ws"
+"""Not HTTP: N subscribers of one channel on /ws (app/bench/ws.py), rows `ws_latency_<N>` and `ws_throughput_<N>`;
+issue 5's p50/p99 goals are judged there (a Goal here has p95 only)."""
+
 # Issue 2 sets its goal for reads without the cache; the detail has none. Issue 4's are enqueue->start latencies.
 GOALS = (
     Goal(issue=2, scenario="workflow_detail", min_floor_ratio=0.10, max_p95_ms=50.0),
