@@ -114,6 +114,8 @@ def worker(concurrency: int | None) -> None:
         lost_after_s=settings.worker_lost_after_s,
         requeue_after_s=settings.worker_requeue_after_s,
         reconcile_interval_s=settings.worker_reconcile_interval_s,
+        event_history_size=settings.event_history_size,
+        event_history_age_s=settings.event_history_age_s,
     )
     uvloop.run(serve_worker(config))
 

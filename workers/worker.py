@@ -50,6 +50,8 @@ class WorkerConfig:
     lost_after_s: float = 15.0
     requeue_after_s: float = 10.0
     reconcile_interval_s: float = 5.0
+    event_history_size: int = 1000
+    event_history_age_s: int = 3600
 
 
 async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str) -> str:
@@ -131,7 +133,8 @@ def create_worker(
             connect_args={"server_settings": {"application_name": "roi-worker", "timezone": "UTC"}},
         )
         redis = create_cache_redis(config.redis_url, max_connections=32, timeout_s=config.redis_timeout_s)
-        resources = RunResources(engine, Cache(redis, config.namespace), EventBus(redis, config.namespace))
+        events = EventBus(redis, config.namespace, config.event_history_size, config.event_history_age_s)
+        resources = RunResources(engine, Cache(redis, config.namespace), events)
         ctx["resources"] = resources
         ctx["redis"] = redis
         if reconciles:
