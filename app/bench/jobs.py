@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import msgspec
 from saq import Job, Status
 from saq.job import TERMINAL_STATUSES
 
-from app.bench.report import RunSettings, ScenarioResult, percentile
+from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.scenarios import JOB_ROWS
 from app.bench.service import BenchFailed, log_tail
 from app.factories import RegistrationFactory
@@ -156,27 +155,19 @@ async def measure_jobs(
 
 
 def _pooled(name: str, request: str, phases: list[Phase], floor: ScenarioResult) -> ScenarioResult:
-    latencies_ms = sorted(latency for phase in phases for latency in phase.latencies_ms)
-    rates = [phase.jobs / phase.elapsed_s for phase in phases]
-    jobs = sum(phase.jobs for phase in phases)
-    p95_ms = percentile(latencies_ms, 0.95)
-    return ScenarioResult(
-        name=name,
-        service="workers",
-        request=request,
-        requests_per_s=statistics.median(rates),
-        requests_per_s_by_round=rates,
-        p50_ms=percentile(latencies_ms, 0.50),
-        p95_ms=p95_ms,
-        p99_ms=percentile(latencies_ms, 0.99),
-        requests=jobs,
-        errors=sum(phase.errors for phase in phases),
-        requests_per_s_vs_floor=statistics.median(rates) / floor.requests_per_s,
-        p95_vs_floor=p95_ms / floor.p95_ms,
-        client_cpu_cores=statistics.median(phase.client_cpu_s / phase.elapsed_s for phase in phases),
-        server_cpu_cores=statistics.median(phase.worker_cpu_s / phase.elapsed_s for phase in phases),
-        server_cpu_us_per_request=1e6 * sum(phase.worker_cpu_s for phase in phases) / max(1, jobs),
-    )
+    rounds = [
+        Round(
+            phase.latencies_ms,
+            phase.jobs,
+            phase.jobs,
+            phase.errors,
+            phase.elapsed_s,
+            phase.client_cpu_s,
+            phase.worker_cpu_s,
+        )
+        for phase in phases
+    ]
+    return pooled_result(name, "workers", request, rounds, floor)
 
 
 async def _idle_phase(

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -112,6 +113,45 @@ def _pooled(scenario: Scenario, measurements: list[Measurement]) -> ScenarioResu
         client_cpu_cores=statistics.median(m.client_cpu_s / m.elapsed_s for m in measurements),
         server_cpu_cores=statistics.median(m.server_cpu_s / m.elapsed_s for m in measurements),
         server_cpu_us_per_request=1e6 * sum(m.server_cpu_s for m in measurements) / max(1, requests),
+    )
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round of a row that is not HTTP requests (jobs, WebSocket events): `rated` per second is its rate,
+    `served` the units its server CPU is divided by."""
+
+    latencies_ms: list[float]
+    rated: int
+    served: int
+    errors: int
+    elapsed_s: float
+    client_cpu_s: float
+    server_cpu_s: float
+
+
+def pooled_result(name: str, service: str, request: str, rounds: list[Round], floor: ScenarioResult) -> ScenarioResult:
+    """Rounds pooled like the HTTP rows: median rate per round, percentiles over every latency."""
+    latencies_ms = sorted(latency for one in rounds for latency in one.latencies_ms)
+    rates = [one.rated / one.elapsed_s for one in rounds]
+    served = sum(one.served for one in rounds)
+    p95_ms = percentile(latencies_ms, 0.95)
+    return ScenarioResult(
+        name=name,
+        service=service,
+        request=request,
+        requests_per_s=statistics.median(rates),
+        requests_per_s_by_round=rates,
+        p50_ms=percentile(latencies_ms, 0.50),
+        p95_ms=p95_ms,
+        p99_ms=percentile(latencies_ms, 0.99),
+        requests=served,
+        errors=sum(one.errors for one in rounds),
+        requests_per_s_vs_floor=statistics.median(rates) / floor.requests_per_s,
+        p95_vs_floor=p95_ms / floor.p95_ms,
+        client_cpu_cores=statistics.median(one.client_cpu_s / one.elapsed_s for one in rounds),
+        server_cpu_cores=statistics.median(one.server_cpu_s / one.elapsed_s for one in rounds),
+        server_cpu_us_per_request=1e6 * sum(one.server_cpu_s for one in rounds) / max(1, served),
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
-from app.bench.report import RunSettings, ScenarioResult, percentile
+from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.service import BenchFailed, Server
 from app.factories import RegistrationFactory
 from domain.events.bus import EventBus, user_channel
@@ -383,27 +382,19 @@ async def _phase(server: Server, bus: EventBus, channel: str, fanout: Fanout, pu
 
 
 def _result(name: str, request: str, phases: list[Phase], floor: ScenarioResult) -> ScenarioResult:
-    latencies_ms = sorted(latency for phase in phases for latency in phase.latencies_ms)
-    rates = [phase.events / phase.elapsed_s for phase in phases]
-    deliveries = sum(phase.deliveries for phase in phases)
-    p95_ms = percentile(latencies_ms, 0.95)
-    return ScenarioResult(
-        name=name,
-        service="deployed",
-        request=request,
-        requests_per_s=statistics.median(rates),
-        requests_per_s_by_round=rates,
-        p50_ms=percentile(latencies_ms, 0.50),
-        p95_ms=p95_ms,
-        p99_ms=percentile(latencies_ms, 0.99),
-        requests=deliveries,
-        errors=sum(phase.errors for phase in phases),
-        requests_per_s_vs_floor=statistics.median(rates) / floor.requests_per_s,
-        p95_vs_floor=p95_ms / floor.p95_ms,
-        client_cpu_cores=statistics.median(phase.client_cpu_s / phase.elapsed_s for phase in phases),
-        server_cpu_cores=statistics.median(phase.server_cpu_s / phase.elapsed_s for phase in phases),
-        server_cpu_us_per_request=1e6 * sum(phase.server_cpu_s for phase in phases) / max(1, deliveries),
-    )
+    rounds = [
+        Round(
+            phase.latencies_ms,
+            phase.events,
+            phase.deliveries,
+            phase.errors,
+            phase.elapsed_s,
+            phase.client_cpu_s,
+            phase.server_cpu_s,
+        )
+        for phase in phases
+    ]
+    return pooled_result(name, "deployed", request, rounds, floor)
 
 
 def _workers_rss(server: Server) -> int:
