@@ -38,6 +38,7 @@ from domain.events.bus import EventBus
 from domain.events.socket import LiveConfig
 from domain.events.ws import live_events_endpoint, live_events_lifespan, with_direct_send
 from domain.http import public_cache
+from domain.redis_get import PipelinedGet
 from domain.workflows.controller import WorkflowController
 from workers.queues import create_queue
 
@@ -73,7 +74,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             database_url, settings.db_fast_pool_size, observers=app.state.query_observers
         )
         app.state.redis = create_cache_redis(redis_url, settings.redis_max_connections, settings.redis_timeout_s)
-        app.state.cache = Cache(app.state.redis, settings.redis_namespace, record=app.state.cache_outcome)
+        app.state.fast_get = PipelinedGet(redis_url, settings.redis_timeout_s)
+        app.state.cache = Cache(
+            app.state.redis, settings.redis_namespace, record=app.state.cache_outcome, fast_get=app.state.fast_get
+        )
         app.state.events = EventBus(
             app.state.redis, settings.redis_namespace, settings.event_history_size, settings.event_history_age_s
         )
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         finally:
             await app.state.queue.disconnect()
             await app.state.cache.close()
+            app.state.fast_get.close()
             await app.state.redis.aclose()
             await app.state.read_pool.close()
 

@@ -24,6 +24,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from domain.redis_get import PipelinedGet
+
 logger = logging.getLogger("roi.cache")
 
 CacheOutcome = Callable[[str, str], None]
@@ -88,8 +90,12 @@ class Cache:
         namespace: str,
         record: CacheOutcome = _ignore,
         retry_after_s: float = 1.0,
+        fast_get: PipelinedGet | None = None,
     ) -> None:
+        """`fast_get`, when given, serves the hit path's GET and HGET; redis-py does everything else."""
         self.redis = redis
+        self._get = fast_get.get if fast_get is not None else redis.get
+        self._hget = fast_get.hget if fast_get is not None else redis.hget
         self.namespace = namespace
         self.record = record
         self.retry_after_s = retry_after_s
@@ -113,7 +119,7 @@ class Cache:
         try:
             cached = cast(
                 "bytes | None",
-                await (self.redis.hget(entry.key, entry.field) if entry.field else self.redis.get(entry.key)),
+                await (self._hget(entry.key, entry.field) if entry.field else self._get(entry.key)),
             )
             if cached is not None:
                 self.record(entry.family, "hit")
