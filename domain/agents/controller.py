@@ -12,7 +12,11 @@ from domain.http import documented, json_bytes, public_cache
 
 
 def provide_agent_reader(state: State) -> AgentReader:
-    return AgentReader(state.read_pool, state.cache)
+    """One reader per process, made on first use (it holds only the pools), not one per request."""
+    reader: AgentReader | None = state.get("agent_reader")
+    if reader is None:
+        reader = state.agent_reader = AgentReader(state.read_pool, state.cache)
+    return reader
 
 
 class AgentController(Controller):

@@ -27,7 +27,11 @@ from domain.workflows.service import WorkflowReader, WorkflowService
 
 
 def provide_workflow_reader(state: State) -> WorkflowReader:
-    return WorkflowReader(state.read_pool, state.cache)
+    """One reader per process, made on first use (it holds only the pools), not one per request."""
+    reader: WorkflowReader | None = state.get("workflow_reader")
+    if reader is None:
+        reader = state.workflow_reader = WorkflowReader(state.read_pool, state.cache)
+    return reader
 
 
 def provide_workflow_service(
