@@ -27,6 +27,7 @@ from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_han
 from app.request_log import RequestObserverMiddleware
 from app.settings import Settings, get_settings
 from app.slow_queries import SlowQueryLog
+from app.tus_headers import tus_resumable_header
 from db.pools import create_read_pool
 from db.statements import observe_engine
 from domain.accounts.controller import AccountController
@@ -39,6 +40,10 @@ from domain.events.socket import LiveConfig
 from domain.events.ws import live_events_endpoint, live_events_lifespan, with_direct_send
 from domain.http import public_cache
 from domain.redis_get import PipelinedGet
+from domain.uploads.controller import UploadController
+from domain.uploads.service import UploadService
+from domain.uploads.storage import local_storage
+from domain.uploads.store import UploadStore
 from domain.workflows.controller import WorkflowController
 from workers.queues import create_queue
 
@@ -57,6 +62,12 @@ def freeze_startup_objects() -> None:
     collector's scans, a full collection no longer pauses the loop for ~100 ms (seen with 1,000 sockets open).
     Unfrozen on shutdown, so that a process building many apps (the tests) can still collect the old ones."""
     gc.freeze()
+
+
+def upload_lease_s(settings: Settings) -> float:
+    """An appending request renews its lease whenever bytes arrive and gives up after the idle timeout: a lease
+    outliving that timeout can only lapse when its holder died."""
+    return settings.upload_idle_timeout_s + 10.0
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -82,6 +93,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.redis, settings.redis_namespace, settings.event_history_size, settings.event_history_age_s
         )
         app.state.queue = create_queue(redis_url, settings.redis_namespace)
+        app.state.upload_service = UploadService(
+            UploadStore(app.state.read_pool, upload_lease_s(settings), settings.upload_expiry_s),
+            local_storage(settings.roi_data_dir),
+            app.state.events,
+            app.state.queue,
+            max_size=settings.tus_max_size,
+            idle_timeout_s=settings.upload_idle_timeout_s,
+        )
         observe_engine(sqlalchemy.get_engine(), app.state.query_observers)
         try:
             yield
@@ -91,6 +110,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.fast_get.close()
             await app.state.redis.aclose()
             await app.state.read_pool.close()
+            # Last out: a session closed after the SQLAlchemy plugin's own dispose (seen with the test client) must
+            # not leave its connection open for the life of the process.
+            await sqlalchemy.get_engine().dispose()
 
     sqlalchemy = SQLAlchemyAsyncConfig(
         connection_string=database_url,
@@ -115,6 +137,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AccountController,
             AgentController,
             WorkflowController,
+            UploadController,
             live_events_endpoint,
             *queue_ui_handlers(),
         ],
@@ -135,7 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             pool_metrics(sqlalchemy.get_engine),
         ],
-        before_send=[no_store_by_default],
+        before_send=[no_store_by_default, tus_resumable_header],
         after_exception=[log_server_error],
         logging_config=None,
         exception_handlers={DomainError: domain_error_response},

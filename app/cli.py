@@ -116,6 +116,7 @@ def worker(concurrency: int | None) -> None:
         reconcile_interval_s=settings.worker_reconcile_interval_s,
         event_history_size=settings.event_history_size,
         event_history_age_s=settings.event_history_age_s,
+        data_dir=settings.roi_data_dir,
     )
     uvloop.run(serve_worker(config))
 

@@ -47,6 +47,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     event_history_age_s: PositiveInt = 3600
     log_level: str = "INFO"
 
+    tus_max_size: PositiveInt = 1 << 30
+    upload_expiry_s: PositiveInt = 86_400
+    upload_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+
 
 def _environment() -> dict[str, Any]:
     values: dict[str, Any] = {k: v for k, v in dotenv_values(".env").items() if v is not None}

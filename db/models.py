@@ -11,6 +11,7 @@ from advanced_alchemy.base import UUIDAuditBase
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 WORKFLOW_STATUSES = ("draft", "queued", "running", "succeeded", "failed", "cancelled")
 STEP_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "skipped")
 PRIORITIES = ("high", "normal", "low")
+UPLOAD_STATUSES = ("uploading", "processing", "ready", "failed", "expired")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -119,6 +121,36 @@ class WorkflowResult(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB)
     simulation: Mapped[dict[str, Any] | None] = mapped_column(JSONB, default=None)
 
+
+class Upload(UUIDAuditBase):
+    """A tus upload: the offset of record (any API process may take the next chunk), who may write it now (a lease
+    that lapses if its holder dies), and once parsed, the file's cash flows summed per period."""
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", UPLOAD_STATUSES), name="status"),
+        CheckConstraint("upload_offset >= 0 AND upload_offset <= length", name="offset_within_length"),
+    )
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    filename: Mapped[str | None] = mapped_column(String(255), default=None)
+    filetype: Mapped[str | None] = mapped_column(String(255), default=None)
+    tus_metadata: Mapped[str | None] = mapped_column(Text, default=None)
+    length: Mapped[int] = mapped_column(BigInteger)
+    upload_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="uploading")
+    rows: Mapped[int | None] = mapped_column(Integer, default=None)
+    periods: Mapped[int | None] = mapped_column(Integer, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    cash_flows: Mapped[list[float] | None] = deferred(mapped_column(ARRAY(Float), default=None))
+    expires_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    lease_expires_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+
+Index("idx_upload_owner_created", Upload.owner_id, Upload.created_at.desc())
+Index("idx_upload_uploading_expires", Upload.expires_at, postgresql_where=Upload.status == "uploading")
+Index("idx_upload_processing_updated", Upload.updated_at, postgresql_where=Upload.status == "processing")
 
 Index("idx_workflow_created", Workflow.created_at.desc())
 Index("idx_workflow_owner_created", Workflow.owner_id, Workflow.created_at.desc())

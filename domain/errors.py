@@ -25,3 +25,19 @@ class NotFound(DomainError):
 
 class ConflictError(DomainError):
     status_code = 409
+
+
+class Gone(DomainError):
+    status_code = 410
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+
+
+class UnsupportedMediaType(DomainError):
+    status_code = 415
+
+
+class Locked(DomainError):
+    status_code = 423

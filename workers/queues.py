@@ -26,6 +26,7 @@ LANE_OF_PRIORITY: dict[Priority, int] = {"high": 0, "normal": 1, "low": 2}
 QUEUE_NAME = "roi"
 SWEEP_INTERVAL_S = 5
 RUN_WORKFLOW = "run_workflow"
+PARSE_UPLOAD = "parse_upload"
 
 
 class PriorityRedisQueue(RedisQueue):
@@ -131,4 +132,22 @@ async def enqueue_workflow_run(
         ttl=3600,
         workflow_id=workflow_id,
         run_id=run_id,
+    )
+
+
+def parse_job_key(upload_id: str) -> str:
+    return f"parse-upload:{upload_id}"
+
+
+async def enqueue_upload_parse(queue: PriorityRedisQueue, upload_id: str) -> Job | None:
+    """Queue the parse of a complete upload, in the high lane: someone is waiting for it. Queued once per upload."""
+    return await queue.enqueue(
+        PARSE_UPLOAD,
+        key=parse_job_key(upload_id),
+        priority=LANE_OF_PRIORITY["high"],
+        timeout=600,
+        heartbeat=30,
+        retries=2,
+        ttl=3600,
+        upload_id=upload_id,
     )

@@ -13,6 +13,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from saq import Job, Status, Worker
@@ -21,17 +22,22 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from domain.cache import REDIS_FAILURES, Cache, create_cache_redis
 from domain.events.bus import EventBus
+from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
+from domain.uploads.storage import UploadStorage, local_storage
 from domain.workflows.changes import WorkflowNotifier
 from domain.workflows.runner import RunResources, run_workflow
 from domain.workflows.runs import RunStore, fail_lost_runs, stale_queued_runs
 from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
 from workers.queues import (
+    PARSE_UPLOAD,
     PRIORITIES,
     RUN_WORKFLOW,
     Priority,
     PriorityRedisQueue,
     create_queue,
+    enqueue_upload_parse,
     enqueue_workflow_run,
+    parse_job_key,
 )
 
 logger = logging.getLogger("roi.worker")
@@ -52,6 +58,7 @@ class WorkerConfig:
     reconcile_interval_s: float = 5.0
     event_history_size: int = 1000
     event_history_age_s: int = 3600
+    data_dir: Path = Path(".roi-data")
 
 
 async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str) -> str:
@@ -70,11 +77,23 @@ async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str
     return outcome
 
 
+async def parse_upload_job(ctx: dict[str, Any], *, upload_id: str) -> str:
+    resources: RunResources = ctx["resources"]
+    storage: UploadStorage = ctx["storage"]
+    started = time.time()
+    outcome = await parse_upload(resources.engine, storage, resources.events, uuid.UUID(upload_id))
+    JOB_DURATION.labels(f"parse {outcome}").observe(time.time() - started)
+    return outcome
+
+
 class Reconciler:
-    def __init__(self, resources: RunResources, queue: PriorityRedisQueue, config: WorkerConfig) -> None:
+    def __init__(
+        self, resources: RunResources, queue: PriorityRedisQueue, config: WorkerConfig, storage: UploadStorage
+    ) -> None:
         self.resources = resources
         self.queue = queue
         self.config = config
+        self.storage = storage
 
     async def run_forever(self) -> None:
         while True:
@@ -85,6 +104,29 @@ class Reconciler:
             await asyncio.sleep(self.config.reconcile_interval_s)
 
     async def reconcile(self) -> None:
+        await self.reconcile_runs()
+        await self.reconcile_uploads()
+
+    async def reconcile_uploads(self) -> None:
+        """Unfinished uploads past their expiry are removed; a complete upload whose parse job is lost is re-queued."""
+        await expire_uploads(self.resources.engine, self.storage, self.resources.events)
+        stale = await stale_parses(self.resources.engine, self.config.requeue_after_s)
+        if not stale:
+            return
+        try:
+            jobs = await self.queue.jobs(parse_job_key(str(upload_id)) for upload_id in stale)
+            for upload_id, job in zip(stale, jobs, strict=True):
+                if job is None or job.status in (Status.COMPLETE, Status.FAILED, Status.ABORTED):
+                    await enqueue_upload_parse(self.queue, str(upload_id))
+                elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
+                    await self.queue.redis.rpush(self.queue.lane(job), job.id)
+                else:
+                    continue
+                RUNS_RECONCILED.labels("parse_requeued").inc()
+        except REDIS_FAILURES:
+            logger.warning("cannot check pending parses yet: Redis does not answer")
+
+    async def reconcile_runs(self) -> None:
         engine = self.resources.engine
         for workflow_id, owner_id in await fail_lost_runs(engine, self.config.lost_after_s):
             RUNS_RECONCILED.labels("failed_lost").inc()
@@ -135,10 +177,12 @@ def create_worker(
         redis = create_cache_redis(config.redis_url, max_connections=32, timeout_s=config.redis_timeout_s)
         events = EventBus(redis, config.namespace, config.event_history_size, config.event_history_age_s)
         resources = RunResources(engine, Cache(redis, config.namespace), events)
+        storage = local_storage(config.data_dir)
         ctx["resources"] = resources
+        ctx["storage"] = storage
         ctx["redis"] = redis
         if reconciles:
-            ctx["reconciler"] = asyncio.create_task(Reconciler(resources, queue, config).run_forever())
+            ctx["reconciler"] = asyncio.create_task(Reconciler(resources, queue, config, storage).run_forever())
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if reconciles:
@@ -150,7 +194,7 @@ def create_worker(
 
     return Worker(
         queue,
-        functions=[(RUN_WORKFLOW, run_workflow_job)],
+        functions=[(RUN_WORKFLOW, run_workflow_job), (PARSE_UPLOAD, parse_upload_job)],
         concurrency=concurrency or config.concurrency,
         startup=startup,
         shutdown=shutdown,

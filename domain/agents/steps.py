@@ -18,6 +18,7 @@ from domain.analysis import Metrics, SimulationSummary, analyze, simulate_npv_ch
 from domain.analysis.metrics import FloatArray
 
 ProgressReporter = Callable[[float], Awaitable[None]]
+CashFlowLoader = Callable[[], Awaitable[list[float] | None]]
 
 
 class StepFailed(Exception):
@@ -34,6 +35,8 @@ class RunState:
     volatility: float
     seed: int | None
     progress: ProgressReporter
+    load_upload: CashFlowLoader | None = None
+    """Where `ingest` reads the cash flows of a workflow made from an upload."""
     cash_flows: FloatArray = field(default_factory=lambda: np.empty(0))
     metrics: Metrics | None = None
     simulation: SimulationSummary | None = None
@@ -41,6 +44,10 @@ class RunState:
 
 
 async def ingest(state: RunState) -> None:
+    if state.raw_cash_flows is None and state.load_upload is not None:
+        state.raw_cash_flows = await state.load_upload()
+        if state.raw_cash_flows is None:
+            raise StepFailed("ingest: the workflow's upload is no longer ready (it was deleted)")
     if not state.raw_cash_flows:
         raise StepFailed("ingest: the workflow has no cash flows")
     state.cash_flows = np.asarray(state.raw_cash_flows, dtype=np.float64)

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domain.agents.steps import STEP_EXECUTORS, RunState, StepFailed
 from domain.cache import Cache
 from domain.events.bus import EventBus
+from domain.uploads.processing import upload_cash_flows
 from domain.workflows.changes import WorkflowNotifier
 from domain.workflows.runs import ClaimedRun, RunNotCurrent, RunStore
 
@@ -86,6 +88,7 @@ async def _execute(store: RunStore, notifier: WorkflowNotifier, run: ClaimedRun)
         volatility=float(parameters.get("volatility", 0.0)),
         seed=parameters.get("seed"),
         progress=_no_progress,
+        load_upload=partial(upload_cash_flows, store.engine, run.upload_id, run.owner_id) if run.upload_id else None,
     )
     steps = len(run.steps)
     for position, kind in enumerate(run.steps):

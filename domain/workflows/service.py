@@ -14,7 +14,7 @@ from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Workflow, WorkflowStep
+from db.models import Upload, Workflow, WorkflowStep
 from domain.cache import REDIS_FAILURES, Cache
 from domain.errors import ConflictError, InvalidInput, NotFound
 from domain.events.bus import EventBus
@@ -200,7 +200,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
     async def create_workflow(self, owner_id: uuid.UUID, data: WorkflowCreate) -> bytes:
         check_cash_flow_source(data)
         if data.upload_id is not None:
-            raise InvalidInput("upload_id: there is no ready upload with this id")
+            await self._check_upload(owner_id, data.upload_id, data.parameters)
         workflow = Workflow(
             owner_id=owner_id,
             name=data.name,
@@ -221,6 +221,19 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
         await session.commit()
         await self.reader.keys.changed(workflow.id, owner_id)
         return await self.reader.detail_json(workflow.id, owner_id)
+
+    async def _check_upload(self, owner_id: uuid.UUID, upload_id: uuid.UUID, parameters: Parameters) -> None:
+        """Only the caller's `ready` upload; its periods count towards the simulation limit as inline flows do."""
+        periods = await self.repository.session.scalar(
+            select(Upload.periods).where(Upload.id == upload_id, Upload.owner_id == owner_id, Upload.status == "ready")
+        )
+        if periods is None:
+            raise InvalidInput("upload_id: there is no ready upload with this id")
+        if parameters.simulations * periods > MAX_SIMULATED_VALUES:
+            raise InvalidInput(
+                f"parameters.simulations: simulations x cash flows must be at most {MAX_SIMULATED_VALUES:,}"
+                f" ({parameters.simulations:,} x {periods:,} periods in the upload)"
+            )
 
     async def update_workflow(self, workflow_id: uuid.UUID, owner_id: uuid.UUID, patch: WorkflowPatch) -> bytes:
         workflow = await self._owned(workflow_id, owner_id)

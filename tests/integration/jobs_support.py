@@ -34,6 +34,7 @@ def worker_config(settings: Settings, **overrides: Any) -> WorkerConfig:
         "namespace": settings.redis_namespace,
         "concurrency": 2,
         "db_pool_size": 3,
+        "data_dir": settings.roi_data_dir,
     }
     return WorkerConfig(**{**values, **overrides})
 
@@ -83,6 +84,7 @@ def worker_process(settings: Settings, **environment: str) -> subprocess.Popen[b
         "REDIS_URL": settings.redis_url or "",
         "REDIS_NAMESPACE": settings.redis_namespace,
         "SECRET_KEY": settings.secret_key,
+        "ROI_DATA_DIR": str(settings.roi_data_dir),
         **environment,
     }
     return subprocess.Popen([sys.executable, "-m", "app", "worker", "--concurrency", "2"], env=env)

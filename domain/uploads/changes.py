@@ -1,0 +1,70 @@
+"""What follows a change to an upload: its subscribers are told, on `upload:<id>` and on the owner's channel.
+
+Progress is rate-limited: an event each time another tenth of the upload has arrived, or 250 ms after the last
+one, whichever comes first; so a fast upload sends about ten and a slow one a steady few per second.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from domain.events.bus import EventBus, user_channel
+
+PROGRESS_STEPS = 10
+PROGRESS_INTERVAL_S = 0.25
+RECORD_INTERVAL_S = 1.0
+"""How often a long PATCH records its offset (and renews its lease) in PostgreSQL while bytes keep arriving."""
+
+
+def upload_channel(upload_id: object) -> str:
+    return f"upload:{upload_id}"
+
+
+class UploadNotifier:
+    def __init__(self, events: EventBus, upload_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+        self.events = events
+        self.upload_id = upload_id
+        self.owner_id = owner_id
+
+    async def status(self, status: str, **details: Any) -> None:
+        data = {"id": str(self.upload_id), "status": status, **details}
+        await self.events.publish(upload_channel(self.upload_id), "upload.status", data)
+        await self.events.publish(user_channel(self.owner_id), "upload.status", data)
+
+    async def progress(self, offset: int, size: int) -> None:
+        data = {"id": str(self.upload_id), "offset": offset, "size": size, "progress": offset / size if size else 1.0}
+        await self.events.publish(upload_channel(self.upload_id), "upload.progress", data)
+
+
+class ProgressPacer:
+    """Says when the next progress event is due: at each further tenth, or after PROGRESS_INTERVAL_S."""
+
+    def __init__(self, offset: int, size: int) -> None:
+        self.size = size
+        self.step = max(size // PROGRESS_STEPS, 1)
+        self.next_offset = offset + self.step
+        self.next_time = time.monotonic() + PROGRESS_INTERVAL_S
+
+    def due(self, offset: int) -> bool:
+        now = time.monotonic()
+        if offset < self.next_offset and now < self.next_time:
+            return False
+        self.next_offset = offset + self.step
+        self.next_time = now + PROGRESS_INTERVAL_S
+        return True
+
+
+class RecordPacer:
+    """Says when an appending request should next record its offset: every RECORD_INTERVAL_S."""
+
+    def __init__(self) -> None:
+        self.next_time = time.monotonic() + RECORD_INTERVAL_S
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self.next_time:
+            return False
+        self.next_time = now + RECORD_INTERVAL_S
+        return True

@@ -1,0 +1,149 @@
+"""HTTP for uploads: the tus 1.0.0 verbs at /api/uploads and the JSON views. Parse headers, call the service."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, head, patch, post, route
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.enums import HttpMethod
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from domain.errors import InvalidInput, NotFound, UnsupportedMediaType
+from domain.http import Caller, documented, json_bytes
+from domain.uploads import queries, tus
+from domain.uploads.schemas import UploadOut, UploadPage
+from domain.uploads.service import ClientGone, UploadService
+
+UPLOADS_PATH = "/api/uploads"
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def provide_upload_service(state: State) -> UploadService:
+    service: UploadService = state.upload_service
+    return service
+
+
+async def request_chunks(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
+    """The body as the server hands it over, never whole in memory; ClientGone if the client leaves mid-way."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone("the client disconnected before the body was complete")
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def _offset_headers(offset: int, expires: str | None) -> dict[str, str]:
+    headers = {"Upload-Offset": str(offset)}
+    if expires:
+        headers["Upload-Expires"] = expires
+    return headers
+
+
+class UploadController(Controller):
+    """Every response here also carries `Tus-Resumable` (app.asgi adds it, errors included)."""
+
+    path = UPLOADS_PATH
+    tags = ["uploads"]
+    dependencies = {"uploads": Provide(provide_upload_service, sync_to_thread=False)}
+
+    @route(http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, summary="tus capabilities")
+    async def capabilities(self, request: Caller, uploads: UploadService) -> Response[None]:
+        return Response(
+            None,
+            status_code=HTTP_204_NO_CONTENT,
+            headers={
+                "Tus-Version": tus.VERSION,
+                "Tus-Extension": tus.EXTENSIONS,
+                "Tus-Max-Size": str(uploads.max_size),
+                "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUM_ALGORITHMS),
+            },
+        )
+
+    @post(status_code=HTTP_201_CREATED, summary="Create an upload (tus creation, creation-with-upload)")
+    async def create_upload(self, request: Caller, uploads: UploadService) -> Response[bytes]:
+        headers = request.headers
+        tus.check_version(headers.get("tus-resumable"))
+        if "upload-defer-length" in headers:
+            raise InvalidInput("Upload-Defer-Length: not supported; send Upload-Length")
+        length = tus.non_negative_int("Upload-Length", headers.get("upload-length"))
+        uploads.check_length(length)
+        content_length = tus.optional_length(headers.get("content-length"))
+        checksum = tus.parse_checksum(headers.get("upload-checksum"))
+        upload_id = await uploads.create(request.user.id, length, headers.get("upload-metadata"))
+        response_headers = {"Location": f"{UPLOADS_PATH}/{upload_id}"}
+        if headers.get("content-type") == tus.OFFSET_CONTENT_TYPE and content_length != 0:
+            appended = await uploads.append(
+                upload_id, request.user.id, 0, content_length, checksum, request_chunks(request)
+            )
+            response_headers |= _offset_headers(appended.offset, appended.expires_at)
+        else:
+            response_headers["Upload-Offset"] = "0"
+        return Response(b"", status_code=HTTP_201_CREATED, headers=response_headers)
+
+    @head("/{upload_id:str}", summary="The upload's offset (tus)")
+    async def upload_offset(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[None]:
+        tus.check_version(request.headers.get("tus-resumable"))
+        state = await uploads.store.head(_upload_id(upload_id), request.user.id)
+        headers = {"Upload-Offset": str(state.offset), "Upload-Length": str(state.length), **NO_STORE}
+        if state.tus_metadata:
+            headers["Upload-Metadata"] = state.tus_metadata
+        if state.expires_at is not None:
+            headers["Upload-Expires"] = tus.http_date(state.expires_at)
+        return Response(None, headers=headers)
+
+    @patch("/{upload_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Append to the upload (tus)")
+    async def append_to_upload(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[None]:
+        headers = request.headers
+        tus.check_version(headers.get("tus-resumable"))
+        if headers.get("content-type") != tus.OFFSET_CONTENT_TYPE:
+            raise UnsupportedMediaType(f"Content-Type: a tus PATCH sends {tus.OFFSET_CONTENT_TYPE}")
+        offset = tus.non_negative_int("Upload-Offset", headers.get("upload-offset"))
+        content_length = tus.optional_length(headers.get("content-length"))
+        checksum = tus.parse_checksum(headers.get("upload-checksum"))
+        appended = await uploads.append(
+            _upload_id(upload_id), request.user.id, offset, content_length, checksum, request_chunks(request)
+        )
+        return Response(
+            None, status_code=HTTP_204_NO_CONTENT, headers=_offset_headers(appended.offset, appended.expires_at)
+        )
+
+    @delete("/{upload_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete the upload (tus termination)")
+    async def delete_upload(self, upload_id: str, request: Caller, uploads: UploadService) -> None:
+        tus.check_version(request.headers.get("tus-resumable"))
+        await uploads.terminate(_upload_id(upload_id), request.user.id)
+
+    @get(responses=documented(UploadPage, "The caller's uploads, newest first"))
+    async def list_uploads(
+        self,
+        request: Caller,
+        limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+    ) -> Response[bytes]:
+        body: bytes = await request.app.state.read_pool.fetchval(queries.UPLOAD_PAGE, request.user.id, limit, offset)
+        return json_bytes(body)
+
+    @get("/{upload_id:str}", responses=documented(UploadOut, "The upload: offset, status, and once parsed its size"))
+    async def get_upload(self, upload_id: str, request: Caller) -> Response[bytes]:
+        body: bytes | None = await request.app.state.read_pool.fetchval(
+            queries.UPLOAD_DETAIL, _upload_id(upload_id), request.user.id
+        )
+        if body is None:
+            raise NotFound("no upload with this id")
+        return json_bytes(body)
+
+
+def _upload_id(value: str) -> uuid.UUID:
+    """A malformed id names no upload: 404, as for any id that is not the caller's."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound("no upload with this id") from None

@@ -1,0 +1,31 @@
+"""The contract's Upload objects (API.md, "Uploads"); the JSON itself is rendered by PostgreSQL (queries.py)."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Literal
+
+import msgspec
+
+UploadStatus = Literal["uploading", "processing", "ready", "failed", "expired"]
+
+
+class UploadOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    filename: str | None
+    size: int
+    offset: int
+    status: UploadStatus
+    rows: int | None
+    periods: int | None
+    error: str | None
+    created_at: datetime.datetime
+    expires_at: datetime.datetime | None
+
+
+class UploadPage(msgspec.Struct, frozen=True):
+    items: list[UploadOut]
+    total: int
+    limit: int
+    offset: int

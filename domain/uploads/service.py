@@ -1,0 +1,159 @@
+"""The tus verbs as rules: who may append, how much, and what happens when an upload is complete.
+
+A PATCH body goes to storage chunk by chunk as it arrives: memory stays flat whatever the size. The offset of
+record (PostgreSQL) moves only over bytes that are stored and, with `Upload-Checksum`, verified; so a request
+that fails half-way leaves an offset the client can resume from with HEAD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from domain.cache import REDIS_FAILURES
+from domain.errors import ConflictError, DomainError, NotFound, PayloadTooLarge
+from domain.events.bus import EventBus
+from domain.uploads import tus
+from domain.uploads.changes import ProgressPacer, RecordPacer, UploadNotifier
+from domain.uploads.storage import UploadStorage
+from domain.uploads.store import Lease, Released, UploadStore
+from workers.queues import PriorityRedisQueue, enqueue_upload_parse
+
+logger = logging.getLogger("roi.uploads")
+
+
+class ClientGone(DomainError):
+    """The client went away (or fell silent) before its request body was complete; what arrived is kept."""
+
+    status_code = 408
+
+
+@dataclass(frozen=True)
+class Appended:
+    offset: int
+    status: str
+    expires_at: str | None
+    """`Upload-Expires` while the upload is unfinished."""
+
+
+class UploadService:
+    def __init__(
+        self,
+        store: UploadStore,
+        storage: UploadStorage,
+        events: EventBus,
+        queue: PriorityRedisQueue,
+        max_size: int,
+        idle_timeout_s: float,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.events = events
+        self.queue = queue
+        self.max_size = max_size
+        self.idle_timeout_s = idle_timeout_s
+
+    def check_length(self, length: int) -> None:
+        if length > self.max_size:
+            raise PayloadTooLarge(f"Upload-Length: {length} bytes is over Tus-Max-Size ({self.max_size} bytes)")
+
+    async def create(self, owner_id: uuid.UUID, length: int, metadata_header: str | None) -> uuid.UUID:
+        self.check_length(length)
+        metadata = tus.parse_metadata(metadata_header)
+        upload_id = await self.store.create(
+            owner_id,
+            length,
+            filename=tus.display_name(metadata.get("filename")),
+            filetype=tus.display_name(metadata.get("filetype")),
+            tus_metadata=metadata_header or None,
+        )
+        notifier = UploadNotifier(self.events, upload_id, owner_id)
+        if length:
+            await notifier.status("uploading", offset=0, size=length)
+        else:
+            await notifier.status("processing", offset=0, size=0)
+            await self._enqueue_parse(upload_id)
+        return upload_id
+
+    async def append(
+        self,
+        upload_id: uuid.UUID,
+        owner_id: uuid.UUID,
+        offset: int,
+        content_length: int | None,
+        checksum: tus.Checksum | None,
+        body: AsyncIterator[bytes],
+    ) -> Appended:
+        """Stream `body` onto the upload at `offset`; raises ClientGone after recording what was stored."""
+        lease = await self.store.acquire(upload_id, owner_id, offset)
+        remaining = lease.length - offset
+        if content_length is not None and content_length > remaining:
+            await self.store.release(lease, offset)
+            raise PayloadTooLarge(
+                f"Content-Length: {content_length} bytes would pass Upload-Length by {content_length - remaining}"
+            )
+        notifier = UploadNotifier(self.events, upload_id, owner_id)
+        hasher = checksum.hasher() if checksum else None
+        pacer, recording = ProgressPacer(offset, lease.length), RecordPacer()
+        received = 0
+        writer = await self.storage.writer(upload_id, offset)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.idle_timeout_s):
+                        chunk = await anext(body, None)
+                except TimeoutError:
+                    raise ClientGone(f"no bytes for {self.idle_timeout_s:g} s") from None
+                if chunk is None:
+                    break
+                if received + len(chunk) > remaining:
+                    raise PayloadTooLarge(f"the body passes Upload-Length ({lease.length} bytes)")
+                await writer.write(chunk)
+                received += len(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
+                if hasher is None and recording.due() and not await self.store.renew(lease, offset + received):
+                    raise ConflictError("the upload was deleted while this request appended to it")
+                if pacer.due(offset + received):
+                    await notifier.progress(offset + received, lease.length)
+        except ClientGone:
+            await writer.close()
+            kept = offset if hasher is not None else offset + received  # an unverifiable chunk is discarded
+            await self._release(lease, kept, notifier)
+            raise
+        except BaseException:
+            await writer.close()
+            await self._release(lease, offset, notifier)
+            raise
+        await writer.close()
+        if hasher is not None and checksum is not None and hasher.digest() != checksum.digest:
+            await self._release(lease, offset, notifier)
+            raise tus.ChecksumMismatch(f"Upload-Checksum: the {checksum.algorithm} of the body does not match")
+        released = await self._release(lease, offset + received, notifier)
+        expires = tus.http_date(released.expires_at) if released.expires_at else None
+        return Appended(released.offset, released.status, expires)
+
+    async def _release(self, lease: Lease, offset: int, notifier: UploadNotifier) -> Released:
+        released = await self.store.release(lease, offset)
+        if released is None:
+            await self.storage.delete(lease.upload_id)  # deleted meanwhile: drop what this request stored
+            raise NotFound("no upload with this id")
+        if released.offset != lease.offset:
+            await notifier.progress(released.offset, lease.length)
+        if released.status == "processing":
+            await notifier.status("processing", offset=released.offset, size=lease.length)
+            await self._enqueue_parse(lease.upload_id)
+        return released
+
+    async def _enqueue_parse(self, upload_id: uuid.UUID) -> None:
+        try:
+            await enqueue_upload_parse(self.queue, str(upload_id))
+        except REDIS_FAILURES:
+            logger.warning("parse of upload %s not queued yet: Redis does not answer; the reconciler will", upload_id)
+
+    async def terminate(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+        await self.store.delete(upload_id, owner_id)
+        await self.storage.delete(upload_id)

@@ -1,0 +1,277 @@
+"""tus 1.0.0 at /api/uploads: the protocol, sizes, checksums, expiry and ownership, through the test client."""
+
+from __future__ import annotations
+
+import datetime
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.settings import Settings
+from domain.events.bus import EventBus
+from domain.uploads.processing import expire_uploads
+from domain.uploads.storage import local_storage
+from tests.integration.support import Account
+from tests.integration.upload_support import (
+    TUS,
+    append,
+    checksum,
+    create_upload,
+    metadata,
+    offset_of,
+    stored_file,
+    upload_view,
+)
+
+LEDGER = b"period,cash_flow\n0,-1000\n1,600\n2,700\n"
+
+
+async def test_options_announces_version_extensions_size_limit_and_checksums(
+    client: AsyncTestClient, alice: Account, settings: Settings
+) -> None:
+    answer = await client.options("/api/uploads", headers=alice.headers)
+    assert answer.status_code == 204
+    assert answer.headers["tus-version"] == "1.0.0"
+    assert set(answer.headers["tus-extension"].split(",")) == {
+        "creation",
+        "creation-with-upload",
+        "termination",
+        "checksum",
+        "expiration",
+    }
+    assert int(answer.headers["tus-max-size"]) == settings.tus_max_size
+    assert set(answer.headers["tus-checksum-algorithm"].split(",")) == {"sha1", "sha256", "md5"}
+
+
+async def test_chunks_append_in_order_and_head_reports_the_offset_of_record(
+    client: AsyncTestClient, alice: Account, settings: Settings
+) -> None:
+    location = await create_upload(client, alice, len(LEDGER), **{"Upload-Metadata": metadata(filename="q1.csv")})
+    head = await client.head(location, headers={**alice.headers, **TUS})
+    assert (head.headers["upload-offset"], head.headers["upload-length"]) == ("0", str(len(LEDGER)))
+    assert head.headers["cache-control"] == "no-store"
+    assert head.headers["tus-resumable"] == "1.0.0"
+    assert head.headers["upload-metadata"] == metadata(filename="q1.csv")
+    assert "upload-expires" in head.headers
+
+    first = await append(client, alice, location, 0, LEDGER[:10])
+    assert (first.status_code, first.headers["upload-offset"]) == (204, "10")
+    assert "upload-expires" in first.headers
+    assert await offset_of(client, alice, location) == 10
+    assert (await upload_view(client, alice, location))["status"] == "uploading"
+
+    last = await append(client, alice, location, 10, LEDGER[10:])
+    assert (last.status_code, last.headers["upload-offset"]) == (204, str(len(LEDGER)))
+    assert "upload-expires" not in last.headers
+    assert stored_file(settings, location).read_bytes() == LEDGER
+    view = await upload_view(client, alice, location)
+    assert (view["filename"], view["size"], view["offset"], view["status"]) == (
+        "q1.csv",
+        len(LEDGER),
+        len(LEDGER),
+        "processing",
+    )
+    assert view["expires_at"] is None
+
+
+async def test_creation_with_upload_stores_the_first_chunk_with_the_post(
+    client: AsyncTestClient, alice: Account, settings: Settings
+) -> None:
+    answer = await client.post(
+        "/api/uploads",
+        headers={
+            **alice.headers,
+            **TUS,
+            "Upload-Length": str(len(LEDGER)),
+            "Content-Type": "application/offset+octet-stream",
+        },
+        content=LEDGER[:7],
+    )
+    assert (answer.status_code, answer.headers["upload-offset"]) == (201, "7")
+    assert await offset_of(client, alice, answer.headers["location"]) == 7
+    assert stored_file(settings, answer.headers["location"]).read_bytes() == LEDGER[:7]
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256", "md5"])
+async def test_a_checksum_mismatch_is_460_and_appends_nothing(
+    client: AsyncTestClient, alice: Account, settings: Settings, algorithm: str
+) -> None:
+    location = await create_upload(client, alice, len(LEDGER))
+    await append(client, alice, location, 0, LEDGER[:5])
+
+    wrong = await append(client, alice, location, 5, LEDGER[5:], **{"Upload-Checksum": checksum(algorithm, b"x")})
+    assert wrong.status_code == 460, wrong.text
+    assert algorithm in wrong.json()["detail"]
+    assert await offset_of(client, alice, location) == 5
+
+    right = await append(client, alice, location, 5, LEDGER[5:], **{"Upload-Checksum": checksum(algorithm, LEDGER[5:])})
+    assert right.status_code == 204
+    assert stored_file(settings, location).read_bytes() == LEDGER
+
+
+async def test_an_offset_that_is_not_the_uploads_is_409(client: AsyncTestClient, alice: Account) -> None:
+    location = await create_upload(client, alice, len(LEDGER))
+    await append(client, alice, location, 0, LEDGER[:5])
+    for wrong_offset in (0, 4, 6):
+        answer = await append(client, alice, location, wrong_offset, LEDGER[5:])
+        assert answer.status_code == 409, answer.text
+        assert "at 5" in answer.json()["detail"]
+    assert await offset_of(client, alice, location) == 5
+
+
+async def test_an_upload_over_the_size_limit_is_refused_before_anything_is_stored(
+    client: AsyncTestClient, alice: Account, settings: Settings
+) -> None:
+    too_big = await client.post(
+        "/api/uploads", headers={**alice.headers, **TUS, "Upload-Length": str(settings.tus_max_size + 1)}
+    )
+    assert too_big.status_code == 413
+    assert "Tus-Max-Size" in too_big.json()["detail"]
+    assert (await client.get("/api/uploads", headers=alice.headers)).json()["total"] == 0
+
+
+async def test_a_patch_past_the_upload_length_is_413_and_writes_nothing(
+    client: AsyncTestClient, alice: Account, settings: Settings
+) -> None:
+    location = await create_upload(client, alice, 10)
+    await append(client, alice, location, 0, b"12345")
+
+    announced = await append(client, alice, location, 5, b"123456")
+    assert announced.status_code == 413
+    assert "Upload-Length" in announced.json()["detail"]
+    assert await offset_of(client, alice, location) == 5
+
+    exact = await append(client, alice, location, 5, b"67890")
+    assert exact.status_code == 204
+    assert stored_file(settings, location).read_bytes() == b"1234567890"
+
+
+async def test_another_users_upload_is_404_for_every_verb(
+    client: AsyncTestClient, alice: Account, bob: Account, settings: Settings
+) -> None:
+    location = await create_upload(client, alice, len(LEDGER))
+    await append(client, alice, location, 0, LEDGER[:5])
+
+    assert (await client.head(location, headers={**bob.headers, **TUS})).status_code == 404
+    assert (await append(client, bob, location, 5, LEDGER[5:])).status_code == 404
+    assert (await client.delete(location, headers={**bob.headers, **TUS})).status_code == 404
+    assert (await client.get(location, headers=bob.headers)).status_code == 404
+    assert (await client.get("/api/uploads", headers=bob.headers)).json()["items"] == []
+
+    assert await offset_of(client, alice, location) == 5
+    assert stored_file(settings, location).read_bytes() == LEDGER[:5]
+
+
+async def test_every_upload_request_needs_the_token(client: AsyncTestClient, alice: Account) -> None:
+    location = await create_upload(client, alice, len(LEDGER))
+    answers = [
+        await client.options("/api/uploads", headers=TUS),
+        await client.post("/api/uploads", headers={**TUS, "Upload-Length": "3"}),
+        await client.head(location, headers=TUS),
+        await client.patch(location, headers={**TUS, "Upload-Offset": "0"}, content=b"abc"),
+        await client.delete(location, headers=TUS),
+        await client.get(location),
+        await client.get("/api/uploads"),
+    ]
+    assert [answer.status_code for answer in answers] == [401] * len(answers)
+    assert all(answer.headers["tus-resumable"] == "1.0.0" for answer in answers)
+    assert await offset_of(client, alice, location) == 0
+
+
+async def test_delete_removes_the_upload_and_its_bytes(
+    client: AsyncTestClient, alice: Account, settings: Settings
+) -> None:
+    location = await create_upload(client, alice, len(LEDGER))
+    await append(client, alice, location, 0, LEDGER[:5])
+    assert stored_file(settings, location).exists()
+
+    assert (await client.delete(location, headers={**alice.headers, **TUS})).status_code == 204
+    assert (await client.head(location, headers={**alice.headers, **TUS})).status_code == 404
+    assert (await client.get(location, headers=alice.headers)).status_code == 404
+    assert not stored_file(settings, location).exists()
+
+
+async def test_an_expired_upload_answers_410_and_its_bytes_are_removed_by_the_periodic_job(
+    client: AsyncTestClient, alice: Account, settings: Settings, db: asyncpg.Pool, redis: Redis
+) -> None:
+    location = await create_upload(client, alice, len(LEDGER))
+    await append(client, alice, location, 0, LEDGER[:5])
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    await db.execute("UPDATE uploads SET expires_at = $1 WHERE id = $2", past, location.rsplit("/", 1)[-1])
+
+    assert (await client.head(location, headers={**alice.headers, **TUS})).status_code == 410
+    assert (await append(client, alice, location, 5, LEDGER[5:])).status_code == 410
+    assert (await upload_view(client, alice, location))["status"] == "expired"
+
+    engine = create_async_engine(settings.database_url or "")
+    try:
+        events = EventBus(redis, settings.redis_namespace)
+        assert await expire_uploads(engine, local_storage(settings.roi_data_dir), events) == 1
+    finally:
+        await engine.dispose()
+    assert not stored_file(settings, location).exists()
+    assert (await upload_view(client, alice, location))["status"] == "expired"
+    assert (await client.head(location, headers={**alice.headers, **TUS})).status_code == 410
+
+
+async def test_file_names_are_shown_but_never_reach_the_file_system(
+    client: AsyncTestClient, alice: Account, settings: Settings
+) -> None:
+    hostile = "../../../../tmp/owned\x00.csv"
+    location = await create_upload(
+        client, alice, len(LEDGER), **{"Upload-Metadata": metadata(filename=hostile, filetype="text/csv")}
+    )
+    await append(client, alice, location, 0, LEDGER)
+
+    assert (await upload_view(client, alice, location))["filename"] == "../../../../tmp/owned.csv"
+    stored = list((settings.roi_data_dir / "uploads").iterdir())
+    assert stored_file(settings, location) in stored
+    assert all(path.name.isalnum() for path in stored)
+    assert not any(settings.roi_data_dir.parent.glob("**/owned*"))
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "named"),
+    [
+        ({"Upload-Length": "-1"}, 400, "Upload-Length"),
+        ({"Upload-Length": "ten"}, 400, "Upload-Length"),
+        ({}, 400, "Upload-Length"),
+        ({"Upload-Length": "3", "Upload-Metadata": "filename !!notbase64"}, 400, "Upload-Metadata"),
+        ({"Upload-Length": "3", "Upload-Defer-Length": "1"}, 400, "Upload-Defer-Length"),
+        ({"Upload-Length": "3", "Tus-Resumable": "0.2.2"}, 412, "Tus-Resumable"),
+    ],
+)
+async def test_bad_creation_headers_are_4xx_naming_the_header(
+    client: AsyncTestClient, alice: Account, headers: dict[str, str], status: int, named: str
+) -> None:
+    answer = await client.post("/api/uploads", headers={**alice.headers, **TUS, **headers})
+    assert answer.status_code == status, answer.text
+    assert named in answer.json()["detail"]
+    assert (await client.get("/api/uploads", headers=alice.headers)).json()["total"] == 0
+
+
+async def test_bad_patch_headers_are_4xx_naming_the_header(client: AsyncTestClient, alice: Account) -> None:
+    location = await create_upload(client, alice, len(LEDGER))
+    wrong_type = await append(client, alice, location, 0, LEDGER, **{"Content-Type": "text/csv"})
+    no_offset = await client.patch(
+        location,
+        headers={**alice.headers, **TUS, "Content-Type": "application/offset+octet-stream"},
+        content=LEDGER,
+    )
+    unknown_algorithm = await append(client, alice, location, 0, LEDGER, **{"Upload-Checksum": "crc32 AAAA"})
+    assert (wrong_type.status_code, no_offset.status_code, unknown_algorithm.status_code) == (415, 400, 400)
+    assert "Content-Type" in wrong_type.json()["detail"]
+    assert "Upload-Offset" in no_offset.json()["detail"]
+    assert "crc32" in unknown_algorithm.json()["detail"]
+    assert await offset_of(client, alice, location) == 0
+
+
+async def test_the_list_shows_the_callers_uploads_newest_first(client: AsyncTestClient, alice: Account) -> None:
+    first = await create_upload(client, alice, 3)
+    second = await create_upload(client, alice, 4)
+    page = (await client.get("/api/uploads", headers=alice.headers)).json()
+    assert [item["id"] for item in page["items"]] == [second.rsplit("/", 1)[-1], first.rsplit("/", 1)[-1]]
+    assert (page["total"], page["limit"], page["offset"]) == (2, 50, 0)
