@@ -26,7 +26,7 @@ from app.bench.report import (
     table,
     write_json,
 )
-from app.bench.scenarios import FLOOR, GOALS, JOBS, SCENARIOS, SERVICES, WS, Scenario, Target
+from app.bench.scenarios import FLOOR, GOALS, JOBS, SCENARIOS, SERVICES, UPLOADS, WS, Scenario, Target
 from app.bench.seed import STEPS_IN_DETAIL, WORKFLOW_COUNT, seed
 from app.bench.service import BenchFailed, Server, fresh_database, granian_server, log_tail, redis_namespace
 from app.settings import get_settings
@@ -83,9 +83,23 @@ def run_bench(
 
             floor = next(result for result in results if result.name == FLOOR)
             results += uvloop.run(measure_ws(servers["deployed"], redis_url, namespace, settings, quick, floor))
+        notes: list[str] = []
+        if run_all or not scenario_names or UPLOADS in scenario_names:
+            from app.bench.uploads import measure_uploads
+
+            floor = next(result for result in results if result.name == FLOOR)
+            upload_results, notes = uvloop.run(
+                measure_uploads(servers["deployed"], environment, settings, quick, floor)
+            )
+            results += upload_results
         machine = uvloop.run(describe_machine(database_url, redis_url, load_average_before))
     report = Report(
-        started_at=started_at, machine=machine, settings=settings, scenarios=results, goals=judge(GOALS, results)
+        started_at=started_at,
+        machine=machine,
+        settings=settings,
+        scenarios=results,
+        goals=judge(GOALS, results),
+        notes=notes,
     )
     write_json(report, report_path)
     click.echo(table(report))
@@ -116,10 +130,11 @@ def select_scenarios(names: tuple[str, ...], run_all: bool) -> list[Scenario]:
     """The floor first, then the chosen scenarios (all of them by default) in the registry's order."""
     if names and run_all:
         raise click.UsageError("give --scenario or --all, not both")
-    unknown = sorted(set(names) - SCENARIOS.keys() - {JOBS, WS})
+    unknown = sorted(set(names) - SCENARIOS.keys() - {JOBS, WS, UPLOADS})
     if unknown:
         raise click.BadParameter(
-            f"unknown {', '.join(unknown)}; known: {', '.join([*SCENARIOS, JOBS, WS])}", param_hint="--scenario"
+            f"unknown {', '.join(unknown)}; known: {', '.join([*SCENARIOS, JOBS, WS, UPLOADS])}",
+            param_hint="--scenario",
         )
     chosen = set(names) if names else set(SCENARIOS)
     return [SCENARIOS[FLOOR], *(s for s in SCENARIOS.values() if s.name in chosen and s.name != FLOOR)]
