@@ -27,7 +27,7 @@ from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_han
 from app.request_log import RequestObserverMiddleware
 from app.settings import Settings, get_settings
 from app.slow_queries import SlowQueryLog
-from app.tus_headers import tus_resumable_header
+from app.tus_headers import method_override, tus_resumable_header
 from db.pools import create_read_pool
 from db.statements import observe_engine
 from domain.accounts.controller import AccountController
@@ -177,5 +177,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     # outside routing: sees 404s and 401s too; /ws frames skip Litestar's per-message wrappers
-    app.asgi_handler = RequestObserverMiddleware(with_direct_send(app.asgi_handler))
+    app.asgi_handler = RequestObserverMiddleware(method_override(with_direct_send(app.asgi_handler)))
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,7 +25,7 @@ from app.settings import Settings
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.support import Account
 from tests.integration.upload_support import append, create_upload, offset_of, upload_view
-from tests.integration.ws_support import LiveServer, connected, events_until, live_server, subscribe
+from tests.integration.ws_support import LiveServer, connected, events_until, live_server, receive, subscribe
 
 CHUNK = 64 * 1024
 
@@ -265,3 +266,16 @@ async def test_a_bad_file_ends_failed_with_an_error_naming_the_problem(
     assert view["status"] == "failed"
     assert named in view["error"]
     assert view["rows"] is None
+
+
+async def test_another_users_upload_channel_is_forbidden(
+    api: httpx.AsyncClient, alice: Account, bob: Account, server: LiveServer
+) -> None:
+    location = await create_upload(api, alice, 10)
+    channel = f"upload:{location.rsplit('/', 1)[-1]}"
+    async with connected(server.url(token_of(bob))) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "channel": channel}))
+        answer = await receive(ws)
+    assert (answer["type"], answer["code"]) == ("error", "forbidden")
+    async with connected(server.url(token_of(alice))) as ws:
+        assert (await subscribe(ws, channel))["channel"] == channel

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.asgi import create_app
 from app.settings import Settings
 from domain.events.bus import EventBus
 from domain.uploads.processing import expire_uploads
 from domain.uploads.storage import local_storage
-from tests.integration.support import Account
+from tests.integration.jobs_support import running_worker, wait_until, worker_config
+from tests.integration.support import Account, sign_up
+from tests.integration.test_cache_faults import free_port
 from tests.integration.upload_support import (
     TUS,
     append,
@@ -275,3 +280,47 @@ async def test_the_list_shows_the_callers_uploads_newest_first(client: AsyncTest
     page = (await client.get("/api/uploads", headers=alice.headers)).json()
     assert [item["id"] for item in page["items"]] == [second.rsplit("/", 1)[-1], first.rsplit("/", 1)[-1]]
     assert (page["total"], page["limit"], page["offset"]) == (2, 50, 0)
+
+
+async def test_a_post_with_x_http_method_override_is_the_patch_or_delete_it_names(
+    client: AsyncTestClient, alice: Account, settings: Settings
+) -> None:
+    location = await create_upload(client, alice, len(LEDGER))
+    patched = await client.post(
+        location,
+        headers={
+            **alice.headers,
+            **TUS,
+            "X-HTTP-Method-Override": "PATCH",
+            "Content-Type": "application/offset+octet-stream",
+            "Upload-Offset": "0",
+        },
+        content=LEDGER[:9],
+    )
+    assert (patched.status_code, patched.headers["upload-offset"]) == (204, "9")
+    deleted = await client.post(location, headers={**alice.headers, **TUS, "X-HTTP-Method-Override": "DELETE"})
+    assert deleted.status_code == 204
+    assert (await client.get(location, headers=alice.headers)).status_code == 404
+
+
+async def test_with_redis_gone_an_upload_completes_and_its_parse_is_queued_once_redis_is_back(
+    settings: Settings,
+) -> None:
+    app = create_app(msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    async with AsyncTestClient(app) as no_redis:
+        alice = await sign_up(no_redis)
+        location = await create_upload(no_redis, alice, len(LEDGER))
+        assert (await append(no_redis, alice, location, 0, LEDGER)).status_code == 204
+        assert (await upload_view(no_redis, alice, location))["status"] == "processing"
+
+        config = worker_config(settings, requeue_after_s=0.2, reconcile_interval_s=0.1)
+        async with running_worker(config):
+            view: dict[str, Any] = {}
+
+            async def parsed() -> bool:
+                nonlocal view
+                view = await upload_view(no_redis, alice, location)
+                return view["status"] != "processing"
+
+            await wait_until(parsed, "the reconciler queued the lost parse and a worker ran it")
+    assert (view["status"], view["rows"], view["periods"]) == ("ready", 3, 3)
