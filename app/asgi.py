@@ -14,6 +14,7 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyPlugin,
 )
 from litestar import Litestar, Request, Response, Router
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
@@ -25,6 +26,7 @@ from app.logs import configure_logging, log_server_error
 from app.metrics import PrometheusLiveStats, count_cache_request, pool_metrics
 from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_handlers
 from app.request_log import RequestObserverMiddleware
+from app.security_headers import security_headers
 from app.settings import Settings, get_settings
 from app.slow_queries import SlowQueryLog
 from app.tus_headers import method_override, tus_resumable_header
@@ -32,6 +34,7 @@ from db.pools import create_read_pool
 from db.statements import observe_engine
 from domain.accounts.controller import AccountController
 from domain.accounts.security import build_jwt_auth
+from domain.accounts.throttle import LoginThrottle
 from domain.agents.controller import AgentController
 from domain.cache import Cache, create_cache_redis
 from domain.errors import DomainError
@@ -54,7 +57,9 @@ class MissingServiceURL(RuntimeError):
 
 def domain_error_response(_: Request[Any, Any, Any], error: DomainError) -> Response[dict[str, object]]:
     """Domain errors in Litestar's standard error body."""
-    return Response({"status_code": error.status_code, "detail": error.detail}, status_code=error.status_code)
+    return Response(
+        {"status_code": error.status_code, "detail": error.detail}, status_code=error.status_code, headers=error.headers
+    )
 
 
 def freeze_startup_objects() -> None:
@@ -62,6 +67,45 @@ def freeze_startup_objects() -> None:
     collector's scans, a full collection no longer pauses the loop for ~100 ms (seen with 1,000 sockets open).
     Unfrozen on shutdown, so that a process building many apps (the tests) can still collect the old ones."""
     gc.freeze()
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """Off unless origins are configured: the API authenticates with bearer tokens, never cookies, so a browser
+    app on another origin needs CORS only to read answers; tus clients need its headers exposed."""
+    origins = [origin.strip() for origin in settings.cors_allow_origins.split(",") if origin.strip()]
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Tus-Resumable",
+            "Upload-Length",
+            "Upload-Offset",
+            "Upload-Metadata",
+            "Upload-Checksum",
+            "X-HTTP-Method-Override",
+            "X-Request-ID",
+        ],
+        expose_headers=[
+            "Location",
+            "Upload-Offset",
+            "Upload-Length",
+            "Upload-Expires",
+            "Upload-Metadata",
+            "Tus-Resumable",
+            "Tus-Version",
+            "Tus-Extension",
+            "Tus-Max-Size",
+            "Tus-Checksum-Algorithm",
+            "Retry-After",
+            "X-Request-ID",
+        ],
+        allow_credentials=False,
+        max_age=600,
+    )
 
 
 def upload_lease_s(settings: Settings) -> float:
@@ -93,6 +137,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.redis, settings.redis_namespace, settings.event_history_size, settings.event_history_age_s
         )
         app.state.queue = create_queue(redis_url, settings.redis_namespace)
+        app.state.login_throttle = LoginThrottle(
+            app.state.redis,
+            settings.redis_namespace,
+            settings.login_max_failures_per_account,
+            settings.login_max_failures_per_address,
+            settings.login_failure_window_s,
+        )
         app.state.upload_service = UploadService(
             UploadStore(app.state.read_pool, upload_lease_s(settings), settings.upload_expiry_s),
             local_storage(settings.roi_data_dir),
@@ -158,7 +209,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             pool_metrics(sqlalchemy.get_engine),
         ],
-        before_send=[no_store_by_default, tus_resumable_header],
+        before_send=[no_store_by_default, tus_resumable_header, security_headers],
+        cors_config=cors_config(settings),
+        request_max_body_size=settings.max_json_body_bytes,
         after_exception=[log_server_error],
         logging_config=None,
         exception_handlers={DomainError: domain_error_response},

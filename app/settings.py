@@ -47,6 +47,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     event_history_age_s: PositiveInt = 3600
     log_level: str = "INFO"
 
+    login_max_failures_per_account: PositiveInt = 10
+    login_max_failures_per_address: PositiveInt = 100
+    login_failure_window_s: PositiveInt = 900
+    cors_allow_origins: str = ""
+    """Comma-separated origins allowed to call the API from a browser; empty (the default) turns CORS off."""
+    max_json_body_bytes: PositiveInt = 4 << 20
+
     tus_max_size: PositiveInt = 1 << 30
     upload_expiry_s: PositiveInt = 86_400
     upload_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 class DomainError(Exception):
     status_code = 400
+    headers: dict[str, str] | None = None
+    """Response headers the status needs (`Retry-After` on a 429)."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -41,3 +43,7 @@ class UnsupportedMediaType(DomainError):
 
 class Locked(DomainError):
     status_code = 423
+
+
+class InsufficientStorage(DomainError):
+    status_code = 507

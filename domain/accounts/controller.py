@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.security.jwt import JWTCookieAuth, Token
@@ -15,7 +16,8 @@ from db.models import User
 from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, Registration, UserOut
 from domain.accounts.security import admin_ui_cookie
 from domain.accounts.service import UserService
-from domain.errors import NotFound
+from domain.accounts.throttle import LoginThrottle
+from domain.errors import NotFound, Unauthorized
 from domain.http import provide_current_user, strict_body
 
 
@@ -50,9 +52,22 @@ class AccountController(Controller):
         before_request=strict_body(Credentials),
         summary="Exchange credentials for a bearer token",
     )
-    async def login(self, data: Credentials, users: UserService, state: State) -> Response[AccessToken]:
-        """The token in the body; an admin also gets it as a cookie scoped to the queue UI, for the browser."""
-        user = await users.authenticate(data.email, data.password)
+    async def login(
+        self, data: Credentials, users: UserService, state: State, request: Request[Any, Any, Any]
+    ) -> Response[AccessToken]:
+        """The token in the body; an admin also gets it as a cookie scoped to the queue UI, for the browser.
+
+        Failed attempts are counted per account and per client address (`LoginThrottle`): past the limit, 429.
+        """
+        throttle: LoginThrottle = state.login_throttle
+        address = request.client.host if request.client else "unknown"
+        await throttle.check(data.email, address)
+        try:
+            user = await users.authenticate(data.email, data.password)
+        except Unauthorized:
+            await throttle.failed(data.email, address)
+            raise
+        await throttle.succeeded(data.email)
         auth: JWTCookieAuth[CurrentUser, Token] = state.jwt_auth
         token = auth.create_token(identifier=str(user.id), token_extras={"adm": user.is_admin})
         expires_in = int(auth.default_token_expiration.total_seconds())

@@ -10,11 +10,13 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
+from litestar.types import Receive, Scope, Send
 
 from domain.accounts.schemas import CurrentUser
 
@@ -46,6 +48,14 @@ class RememberingJWTMiddleware(JWTCookieAuthenticationMiddleware):
         super().__init__(*args, **kwargs)
         self._verified: OrderedDict[str, tuple[AuthenticationResult, float]] = OrderedDict()
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A CORS preflight carries no credentials by design: it passes (only when CORS is configured does anything
+        answer it); every other request, OPTIONS included, authenticates."""
+        if scope["type"] == ScopeType.HTTP and scope["method"] == "OPTIONS" and _is_preflight(scope):
+            await self.app(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
     async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         """The bearer header anywhere; the admin UI's cookie only under its path, so it never opens /api."""
         encoded_token = connection.headers.get(self.auth_header, "").partition(" ")[-1]
@@ -66,6 +76,11 @@ class RememberingJWTMiddleware(JWTCookieAuthenticationMiddleware):
         if len(self._verified) > VERIFIED_TOKENS_CACHED:
             self._verified.popitem(last=False)
         return result
+
+
+def _is_preflight(scope: Scope) -> bool:
+    names = {name for name, _ in scope["headers"]}
+    return b"origin" in names and b"access-control-request-method" in names
 
 
 async def user_from_token(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> CurrentUser | None:

@@ -8,13 +8,14 @@ that fails half-way leaves an offset the client can resume from with HEAD.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from domain.cache import REDIS_FAILURES
-from domain.errors import ConflictError, DomainError, NotFound, PayloadTooLarge
+from domain.errors import ConflictError, DomainError, InsufficientStorage, NotFound, PayloadTooLarge
 from domain.events.bus import EventBus
 from domain.uploads import tus
 from domain.uploads.changes import ProgressPacer, RecordPacer, UploadNotifier
@@ -37,6 +38,16 @@ class Appended:
     status: str
     expires_at: str | None
     """`Upload-Expires` while the upload is unfinished."""
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _storage_failure(error: OSError) -> Exception:
+    """A full disk is the server's condition, not the client's fault: 507, and the upload resumes later."""
+    if error.errno in NO_SPACE:
+        return InsufficientStorage("no room to store this upload now; nothing was kept, retry later")
+    return error
 
 
 class UploadService:
@@ -99,7 +110,11 @@ class UploadService:
         hasher = checksum.hasher() if checksum else None
         pacer, recording = ProgressPacer(offset, lease.length), RecordPacer()
         received = 0
-        writer = await self.storage.writer(upload_id, offset)
+        try:
+            writer = await self.storage.writer(upload_id, offset)
+        except OSError as error:
+            await self.store.release(lease, offset)
+            raise _storage_failure(error) from error
         try:
             while True:
                 try:
@@ -124,9 +139,11 @@ class UploadService:
             kept = offset if hasher is not None else offset + received  # an unverifiable chunk is discarded
             await self._release(lease, kept, notifier)
             raise
-        except BaseException:
+        except BaseException as error:
             await writer.close()
             await self._release(lease, offset, notifier)
+            if isinstance(error, OSError):
+                raise _storage_failure(error) from error
             raise
         await writer.close()
         if hasher is not None and checksum is not None and hasher.digest() != checksum.digest:
