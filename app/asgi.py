@@ -30,6 +30,7 @@ from app.security_headers import security_headers
 from app.settings import Settings, get_settings
 from app.slow_queries import SlowQueryLog
 from app.tus_headers import method_override, tus_resumable_header
+from app.unavailable import DATABASE_ERRORS, database_error_response
 from db.pools import create_read_pool
 from db.statements import observe_engine
 from domain.accounts.controller import AccountController
@@ -214,7 +215,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=settings.max_json_body_bytes,
         after_exception=[log_server_error],
         logging_config=None,
-        exception_handlers={DomainError: domain_error_response},
+        exception_handlers={
+            DomainError: domain_error_response,
+            **dict.fromkeys(DATABASE_ERRORS, database_error_response),
+        },
         openapi_config=OpenAPIConfig(
             title="roi",
             version="0.1.0",

@@ -80,8 +80,9 @@ class EmbeddedServer:
             self.process.wait()
 
 
-def start_postgres(data_dir: Path) -> EmbeddedServer:
-    """Start PostgreSQL on data_dir/"postgres", creating the cluster and the `roi` database the first time.
+def start_postgres(data_dir: Path, port: int | None = None) -> EmbeddedServer:
+    """Start PostgreSQL on data_dir/"postgres", creating the cluster and the `roi` database the first time; on a
+    free port, or on `port` (a restart that clients must find where it was).
 
     PostgreSQL refuses to run as root, so as root it runs as `nobody`, which then owns data_dir/"postgres".
     """
@@ -94,7 +95,7 @@ def start_postgres(data_dir: Path) -> EmbeddedServer:
         _give_tree_to(account, pgdata)
     else:
         _create_cluster(pgdata, bin_dir, account, log)
-    port = _free_port()
+    port = port or _free_port()
     socket_dir = pgdata if len(os.fsencode(pgdata / f".s.PGSQL.{port}")) <= UNIX_SOCKET_PATH_MAX_BYTES else ""
     command = [str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(port), "-c", "listen_addresses=127.0.0.1"]
     command += ["-c", f"unix_socket_directories={socket_dir}", "-c", f"max_connections={MAX_CONNECTIONS}"]

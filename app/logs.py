@@ -12,6 +12,7 @@ import msgspec
 from litestar.exceptions import HTTPException
 from litestar.types import Scope
 
+from app.unavailable import is_unavailable
 from domain.errors import DomainError
 
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -89,6 +90,12 @@ async def log_server_error(error: Exception, scope: Scope) -> None:
     Only the route template is named: a raw path or query could carry a token.
     """
     if isinstance(error, HTTPException | DomainError) and error.status_code < 500:
+        return
+    if is_unavailable(error):
+        _errors.warning(
+            "database unavailable",
+            extra={"fields": {"route": scope.get("path_template", "<unmatched>"), "error": type(error).__name__}},
+        )
         return
     _errors.error(
         "unhandled error",
