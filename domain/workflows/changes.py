@@ -26,7 +26,8 @@ class WorkflowCacheKeys:
         return Entry("workflow_status", self.cache.key("workflow", workflow_id, "status"), STATUS_TTL_S)
 
     def page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> Entry:
-        return Entry("workflow_list", self.pages(owner_id), LIST_TTL_S, field=f"{status or '*'}:{limit}:{offset}")
+        field = f"{status or '*'}:{limit}:{offset}"
+        return Entry("workflow_list", self.pages(owner_id), LIST_TTL_S, field=field, local=True)
 
     def pages(self, owner_id: uuid.UUID) -> str:
         return self.cache.key("workflows", "user", owner_id, "list")
