@@ -20,7 +20,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from tusclient.client import TusClient
 
-from app.bench.ledgers import csv_ledger_bytes
+from app.bench.ledgers import csv_ledger_bytes, write_xlsx_ledger
 from app.settings import Settings
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.support import Account
@@ -279,3 +279,16 @@ async def test_another_users_upload_channel_is_forbidden(
     assert (answer["type"], answer["code"]) == ("error", "forbidden")
     async with connected(server.url(token_of(alice))) as ws:
         assert (await subscribe(ws, channel))["channel"] == channel
+
+
+async def test_an_xlsx_ledger_is_parsed_like_a_csv_one(
+    api: httpx.AsyncClient, alice: Account, settings: Settings, work_dir: Path, tmp_path: Path
+) -> None:
+    workbook = tmp_path / "ledger.xlsx"
+    flows = write_xlsx_ledger(workbook, 2_000, periods=24)
+    data = workbook.read_bytes()
+    location = await create_upload(api, alice, len(data))
+    async with running_worker(worker_config(settings, data_dir=work_dir)):
+        assert (await append(api, alice, location, 0, data)).status_code == 204
+        view = await wait_for_upload(api, alice, location, "ready", "failed")
+    assert (view["status"], view["rows"], view["periods"]) == ("ready", 2_000, len(flows))
