@@ -124,3 +124,19 @@ async def test_configured_origins_get_cors_and_others_do_not(settings: Settings)
 
         stranger = await client.get("/api/uploads", headers={**alice.headers, "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers
+
+
+async def test_secrets_never_reach_metrics_or_error_bodies(client: AsyncTestClient) -> None:
+    registration = {"email": "frank@example.com", "password": "a secret passphrase", "name": "Frank"}
+    assert (await client.post("/api/auth/register", json=registration)).status_code == 201
+    login = await client.post("/api/auth/login", json={"email": "frank@example.com", "password": "a secret passphrase"})
+    token = login.json()["access_token"]
+    wrong = await client.post("/api/auth/login", json={"email": "frank@example.com", "password": "another secret"})
+    bad_token = await client.get("/api/workflows", headers={"Authorization": f"Bearer {token}x"})
+    by_query = await client.get(f"/api/workflows?token={token}")
+
+    metrics = (await client.get("/metrics")).text
+    for secret in ("a secret passphrase", "another secret", token):
+        assert secret not in metrics
+        for answer in (wrong, bad_token, by_query):
+            assert secret not in answer.text
