@@ -20,6 +20,10 @@ lint:
 bench *ARGS:
     {{venv}}roi bench {{ARGS}}
 
+# One report of every scenario, mixed load included: the table, and JSON + PNG under bench-results/ (try --quick)
+bench-all *ARGS:
+    {{venv}}roi bench --all {{ARGS}}
+
 # Migrate the database to the newest schema
 db-upgrade:
     {{venv}}roi db upgrade

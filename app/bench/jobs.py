@@ -142,7 +142,7 @@ async def measure_jobs(
                             err=True,
                         )
     finally:
-        await _forget(queue)
+        await forget_queue(queue)
     lows = f"{min(low_depths):,}-{max(low_depths):,} waiting low runs"
     requests = {
         IDLE: f"enqueue->start, one run at a time, idle worker (1 process x {WORKER_CONCURRENCY} slots)",
@@ -332,19 +332,33 @@ async def _drop_strays(queue: PriorityRedisQueue) -> None:
 
     SAQ re-queues, on shutdown, a job whose function had returned but that it had not yet marked complete; the
     reconciler re-queues a run it listed as queued whose job ended meanwhile. A worker would find such a run not
-    current and do nothing, but the next phase must start with empty lanes.
+    current and do nothing, but the next phase must start with empty lanes. An abort takes a job out of its lane
+    only if its record says queued (SAQ's own abort clears the normal lane alone), so what it left in the high or
+    low lane is removed here; no worker runs now.
     """
     strays = [_text(job_id) for lane in queue.lanes for job_id in await queue.redis.lrange(lane, 0, -1)]
+    statuses: dict[str, int] = {}
     for job in await queue.jobs(queue.job_key_from_id(job_id) for job_id in strays):
+        status = "no record" if job is None else str(job.status)
+        statuses[status] = statuses.get(status, 0) + 1
         if job is not None:
             await queue.abort(job, "roi bench: a stray job of a run that had ended")
+    left = [_text(job_id) for lane in queue.lanes for job_id in await queue.redis.lrange(lane, 0, -1)]
+    for lane in queue.lanes:
+        for job_id in set(left) & set(strays):
+            await queue.redis.lrem(lane, 0, job_id)
     if strays:
-        click.echo(f"{BEHIND_LOW}: aborted {len(strays)} stray job(s) of runs that had ended", err=True)
+        click.echo(
+            f"{BEHIND_LOW}: aborted {len(strays)} stray job(s) of runs that had ended "
+            f"({', '.join(f'{count} {status}' for status, count in statuses.items())}); "
+            f"{len(set(left) & set(strays))} left in a lane by the abort were removed from it",
+            err=True,
+        )
     if sum((await queue.depths()).values()):
         raise BenchFailed(f"{BEHIND_LOW}: jobs are still queued after the low runs were cancelled")
 
 
-async def _forget(queue: PriorityRedisQueue) -> None:
+async def forget_queue(queue: PriorityRedisQueue) -> None:
     """Delete SAQ's keys of the bench's queue (lanes, job records, stats): they are outside the bench's namespace."""
     try:
         for pattern in (f"saq:{queue.name}:*", f"saq:job:{queue.name}:*"):

@@ -16,17 +16,31 @@ import uvloop
 
 from app.bench.loadgen import Measurement, measure
 from app.bench.report import (
+    MixedReport,
     Report,
     RunSettings,
     ScenarioResult,
     describe_machine,
     judge,
+    judge_brief,
     percentile,
     summarize,
     table,
     write_json,
 )
-from app.bench.scenarios import FLOOR, GOALS, JOBS, SCENARIOS, SERVICES, UPLOADS, WS, Scenario, Target
+from app.bench.scenarios import (
+    BRIEF,
+    FLOOR,
+    GOALS,
+    JOBS,
+    MIXED,
+    SCENARIOS,
+    SERVICES,
+    UPLOADS,
+    WS,
+    Scenario,
+    Target,
+)
 from app.bench.seed import STEPS_IN_DETAIL, WORKFLOW_COUNT, seed
 from app.bench.service import BenchFailed, Server, fresh_database, granian_server, log_tail, redis_namespace
 from app.settings import get_settings
@@ -49,8 +63,12 @@ def run_bench(
     run_all: bool,
     output: str | None,
 ) -> None:
-    """Measure, print the table and write the JSON report; a failure raises `BenchFailed` (exit code 1)."""
+    """Measure, print the table, write the JSON report and the plot; a failure raises `BenchFailed` (exit code 1).
+
+    With neither `--scenario` nor `--all`, every scenario runs, as with `--all`.
+    """
     scenarios = select_scenarios(scenario_names, run_all)
+    others = selected_others(scenario_names)
     settings = RunSettings(
         workers=workers,
         connections=connections,
@@ -64,6 +82,8 @@ def run_bench(
     started_at = datetime.datetime.now(datetime.UTC)
     report_path = Path(output or f"bench-results/bench-{started_at:%Y%m%dT%H%M%SZ}.json")
     report_path.parent.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    mixed: MixedReport | None = None
     with ExitStack() as stack:
         database_server_url, redis_url = stack.enter_context(_service_urls())
         database_url = stack.enter_context(fresh_database(database_server_url))
@@ -71,27 +91,29 @@ def run_bench(
         _migrate(database_url)
         environment = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
         servers = _start_servers(stack, scenarios, environment, workers, report_path)
+        deployed = servers["deployed"]
         results = uvloop.run(_bench(servers, database_url, redis_url, scenarios, settings))
-        if run_all or not scenario_names or JOBS in scenario_names:
+        floor = next(result for result in results if result.name == FLOOR)
+        if JOBS in others:
             from app.bench.jobs import measure_jobs
 
-            floor = next(result for result in results if result.name == FLOOR)
-            deployed = servers["deployed"].base_url
-            results += uvloop.run(measure_jobs(deployed, database_url, redis_url, environment, settings, quick, floor))
-        if run_all or not scenario_names or WS in scenario_names:
+            results += uvloop.run(
+                measure_jobs(deployed.base_url, database_url, redis_url, environment, settings, quick, floor)
+            )
+        if WS in others:
             from app.bench.ws import measure_ws
 
-            floor = next(result for result in results if result.name == FLOOR)
-            results += uvloop.run(measure_ws(servers["deployed"], redis_url, namespace, settings, quick, floor))
-        notes: list[str] = []
-        if run_all or not scenario_names or UPLOADS in scenario_names:
+            results += uvloop.run(measure_ws(deployed, redis_url, namespace, settings, quick, floor))
+        if UPLOADS in others:
             from app.bench.uploads import measure_uploads
 
-            floor = next(result for result in results if result.name == FLOOR)
-            upload_results, notes = uvloop.run(
-                measure_uploads(servers["deployed"], environment, settings, quick, floor)
-            )
+            upload_results, notes = uvloop.run(measure_uploads(deployed, environment, settings, quick, floor))
             results += upload_results
+        if MIXED in others:
+            from app.bench.mixed import measure_mixed
+
+            mixed_results, mixed = uvloop.run(measure_mixed(deployed, environment, settings, floor))
+            results += mixed_results
         machine = uvloop.run(describe_machine(database_url, redis_url, load_average_before))
     report = Report(
         started_at=started_at,
@@ -100,10 +122,23 @@ def run_bench(
         scenarios=results,
         goals=judge(GOALS, results),
         notes=notes,
+        brief=judge_brief(BRIEF, results),
+        mixed=mixed,
     )
     write_json(report, report_path)
     click.echo(table(report))
+    _plot(report, report_path.with_suffix(".png"))
     click.echo(f"wrote {report_path} (and the end of each server's log beside it)")
+
+
+def _plot(report: Report, path: Path) -> None:
+    """The latency plot beside the JSON; without matplotlib, one line that says how to get it."""
+    from app.bench.plot import PLOT_HINT, write_plot
+
+    if write_plot(report, path):
+        click.echo(f"wrote {path}")
+    else:
+        click.echo(f"no plot: {PLOT_HINT}")
 
 
 def _start_servers(
@@ -126,18 +161,27 @@ def _start_servers(
     return servers
 
 
+OTHERS = (JOBS, WS, UPLOADS, MIXED)
+"""What is measured otherwise than by repeating one HTTP request, after the HTTP scenarios, in this order."""
+
+
 def select_scenarios(names: tuple[str, ...], run_all: bool) -> list[Scenario]:
-    """The floor first, then the chosen scenarios (all of them by default) in the registry's order."""
+    """The floor first, then the chosen HTTP scenarios (all of them by default) in the registry's order."""
     if names and run_all:
         raise click.UsageError("give --scenario or --all, not both")
-    unknown = sorted(set(names) - SCENARIOS.keys() - {JOBS, WS, UPLOADS})
+    unknown = sorted(set(names) - SCENARIOS.keys() - set(OTHERS))
     if unknown:
         raise click.BadParameter(
-            f"unknown {', '.join(unknown)}; known: {', '.join([*SCENARIOS, JOBS, WS, UPLOADS])}",
+            f"unknown {', '.join(unknown)}; known: {', '.join([*SCENARIOS, *OTHERS])}",
             param_hint="--scenario",
         )
     chosen = set(names) if names else set(SCENARIOS)
     return [SCENARIOS[FLOOR], *(s for s in SCENARIOS.values() if s.name in chosen and s.name != FLOOR)]
+
+
+def selected_others(names: tuple[str, ...]) -> list[str]:
+    """The non-HTTP scenarios to run: those named, or all of them when none is."""
+    return [name for name in OTHERS if not names or name in names]
 
 
 @contextmanager

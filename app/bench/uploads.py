@@ -35,7 +35,7 @@ import click
 import httpx
 import msgspec
 
-from app.bench.jobs import WorkerProcesses, _forget
+from app.bench.jobs import WorkerProcesses, forget_queue
 from app.bench.ledgers import csv_ledger_bytes
 from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.scenarios import UPLOAD_ROWS
@@ -194,7 +194,7 @@ async def measure_uploads(
                 floor_client.close()
                 service_client.close()
     finally:
-        await _forget(queue)
+        await forget_queue(queue)
     results = _results(rounds, floor)
     notes = _notes(results, upload_s, peaks, floor_peak)
     return results, notes
@@ -230,13 +230,13 @@ async def _floor_upload(client: Connection, ledger: Ledger, chunk_size: int) -> 
 async def _service_upload(client: Connection, token: str, ledger: Ledger, chunk_size: int) -> float:
     """A tus upload: seconds from the POST to the last PATCH's 204; then the DELETE (tus termination)."""
     started = time.perf_counter()
-    location = await _tus_upload(client, token, ledger, chunk_size)
+    location = await tus_upload(client, token, ledger, chunk_size)
     elapsed = time.perf_counter() - started
     _expect(await client.request("DELETE", location, {**TUS, "Authorization": f"Bearer {token}"}), 204, "DELETE")
     return elapsed
 
 
-async def _tus_upload(client: Connection, token: str, ledger: Ledger, chunk_size: int) -> str:
+async def tus_upload(client: Connection, token: str, ledger: Ledger, chunk_size: int) -> str:
     """POST, then the PATCHes in order, each answer checked; the upload's path (its `Location`)."""
     bearer = {**TUS, "Authorization": f"Bearer {token}"}
     created = await client.request("POST", "/api/uploads", {**bearer, "Upload-Length": str(len(ledger.data))})
@@ -315,7 +315,7 @@ async def _ready_phase(
 async def _upload_until_ready(client: Connection, token: str, ledger: Ledger) -> tuple[float, float]:
     """Seconds from the POST to the last 204, and to the GET that shows `ready`; then the DELETE."""
     started = time.perf_counter()
-    location = await _tus_upload(client, token, ledger, CHUNKS[TO_READY])
+    location = await tus_upload(client, token, ledger, CHUNKS[TO_READY])
     uploaded = time.perf_counter() - started
     bearer = {"Authorization": f"Bearer {token}"}
     while True:
@@ -340,7 +340,7 @@ async def _check_storage(client: Connection, token: str, ledger: Ledger) -> None
     """The worker reads the file where the service stored it: both must have this process's ROI_DATA_DIR (the
     runner's temporary one, which the servers and the workers inherit)."""
     try:
-        location = await _tus_upload(client, token, ledger, CHUNKS[SERVICE_5MB])
+        location = await tus_upload(client, token, ledger, CHUNKS[SERVICE_5MB])
         stored = Path(os.environ["ROI_DATA_DIR"]) / "uploads" / location.rsplit("/", 1)[1].replace("-", "")
         size = stored.stat().st_size if stored.exists() else None
         _expect(await client.request("DELETE", location, {**TUS, "Authorization": f"Bearer {token}"}), 204, "DELETE")
