@@ -52,6 +52,12 @@ from domain.workflows.controller import WorkflowController
 from workers.queues import create_queue
 
 
+class MetricsController(PrometheusController):
+    """Prometheus text for scrapers, left out of the OpenAPI document, which describes the JSON API."""
+
+    include_in_schema = False
+
+
 class MissingServiceURL(RuntimeError):
     """Raised when the app is built without a database or Redis to talk to."""
 
@@ -185,7 +191,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             health,
             ready,
-            PrometheusController,
+            MetricsController,
             AccountController,
             AgentController,
             WorkflowController,

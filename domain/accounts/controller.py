@@ -18,7 +18,7 @@ from domain.accounts.security import admin_ui_cookie
 from domain.accounts.service import UserService
 from domain.accounts.throttle import LoginThrottle
 from domain.errors import NotFound, Unauthorized
-from domain.http import provide_current_user, strict_body
+from domain.http import errors, provide_current_user, strict_body
 
 
 async def provide_user_service(db_session: AsyncSession) -> AsyncGenerator[UserService, None]:
@@ -42,6 +42,7 @@ class AccountController(Controller):
         status_code=HTTP_201_CREATED,
         before_request=strict_body(Registration),
         summary="Create an account",
+        responses=errors(400, 409, 413),
     )
     async def register(self, data: Registration, users: UserService) -> UserOut:
         return user_out(await users.register(data.email, data.password, data.name))
@@ -51,6 +52,7 @@ class AccountController(Controller):
         status_code=HTTP_200_OK,
         before_request=strict_body(Credentials),
         summary="Exchange credentials for a bearer token",
+        responses=errors(401, 429),
     )
     async def login(
         self, data: Credentials, users: UserService, state: State, request: Request[Any, Any, Any]
@@ -74,7 +76,7 @@ class AccountController(Controller):
         cookies = [admin_ui_cookie(token, expires_in)] if user.is_admin else []
         return Response(AccessToken(access_token=token, expires_in=expires_in), cookies=cookies)
 
-    @get("/api/me", summary="The current user")
+    @get("/api/me", summary="The current user", responses=errors(401, 404))
     async def me(self, user: CurrentUser, users: UserService) -> UserOut:
         account = await users.get_user(user.id)
         if account is None:

@@ -8,12 +8,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from domain.text import NO_NUL
+
 Email = Annotated[
     str,
-    msgspec.Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", description="an email address"),
+    msgspec.Meta(
+        min_length=3, max_length=320, pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$", description="an email address"
+    ),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256, description="at least 8 characters")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 
 
 class Registration(msgspec.Struct, forbid_unknown_fields=True):
@@ -23,7 +27,7 @@ class Registration(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Credentials(msgspec.Struct, forbid_unknown_fields=True):
-    email: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    email: Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=NO_NUL)]
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 

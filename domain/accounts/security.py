@@ -98,6 +98,7 @@ def build_jwt_auth(secret_key: str, token_ttl_s: int) -> JWTCookieAuth[CurrentUs
         retrieve_user_handler=user_from_token,
         default_token_expiration=datetime.timedelta(seconds=token_ttl_s),
         exclude=PUBLIC_PATHS,
+        description="A bearer token from POST /api/auth/login, in the Authorization header",
         exclude_http_methods=[],  # Litestar skips HEAD and OPTIONS by default; tus HEADs must be the owner's too
         authentication_middleware_class=RememberingJWTMiddleware,
         key=ADMIN_UI_COOKIE,

@@ -8,7 +8,7 @@ from litestar.di import Provide
 
 from domain.agents.schemas import AgentList
 from domain.agents.service import AgentReader
-from domain.http import documented, json_bytes, public_cache
+from domain.http import NOT_MODIFIED, documented, errors, json_bytes, public_cache
 
 
 def provide_agent_reader(state: State) -> AgentReader:
@@ -24,6 +24,9 @@ class AgentController(Controller):
     tags = ["agents"]
     dependencies = {"agents": Provide(provide_agent_reader, sync_to_thread=False)}
 
-    @get(responses=documented(AgentList, "The agents and the step kinds they execute"), opt=public_cache(60))
+    @get(
+        responses=documented(AgentList, "The agents and the step kinds they execute") | errors(401) | NOT_MODIFIED,
+        opt=public_cache(60),
+    )
     async def list_agents(self, agents: AgentReader) -> Response[bytes]:
         return json_bytes(await agents.list_json())

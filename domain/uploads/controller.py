@@ -11,10 +11,10 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import HttpMethod
 from litestar.params import Parameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from domain.errors import InvalidInput, NotFound, UnsupportedMediaType
-from domain.http import Caller, documented, json_bytes
+from domain.http import Caller, documented, errors, headers_only, json_bytes
 from domain.uploads import queries, tus
 from domain.uploads.schemas import UploadOut, UploadPage
 from domain.uploads.service import ClientGone, UploadService
@@ -55,7 +55,13 @@ class UploadController(Controller):
     tags = ["uploads"]
     dependencies = {"uploads": Provide(provide_upload_service, sync_to_thread=False)}
 
-    @route(http_method=HttpMethod.OPTIONS, status_code=HTTP_204_NO_CONTENT, summary="tus capabilities")
+    @route(
+        http_method=HttpMethod.OPTIONS,
+        status_code=HTTP_204_NO_CONTENT,
+        summary="tus capabilities",
+        responses=headers_only(HTTP_204_NO_CONTENT, "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")
+        | errors(401),
+    )
     async def capabilities(self, request: Caller, uploads: UploadService) -> Response[None]:
         return Response(
             None,
@@ -68,14 +74,18 @@ class UploadController(Controller):
             },
         )
 
-    @post(status_code=HTTP_201_CREATED, summary="Create an upload (tus creation, creation-with-upload)")
+    @post(
+        status_code=HTTP_201_CREATED,
+        summary="Create an upload (tus creation, creation-with-upload)",
+        responses=headers_only(HTTP_201_CREATED, "Location names the new upload; Upload-Offset is what it holds")
+        | errors(400, 401, 408, 409, 412, 413, 460, 507),
+    )
     async def create_upload(self, request: Caller, uploads: UploadService) -> Response[bytes]:
         headers = request.headers
         tus.check_version(headers.get("tus-resumable"))
         if "upload-defer-length" in headers:
             raise InvalidInput("Upload-Defer-Length: not supported; send Upload-Length")
-        length = tus.non_negative_int("Upload-Length", headers.get("upload-length"))
-        uploads.check_length(length)
+        length = tus.upload_length(headers.get("upload-length"), uploads.max_size)
         content_length = tus.optional_length(headers.get("content-length"))
         checksum = tus.parse_checksum(headers.get("upload-checksum"))
         upload_id = await uploads.create(request.user.id, length, headers.get("upload-metadata"))
@@ -89,7 +99,12 @@ class UploadController(Controller):
             response_headers["Upload-Offset"] = "0"
         return Response(b"", status_code=HTTP_201_CREATED, headers=response_headers)
 
-    @head("/{upload_id:str}", summary="The upload's offset (tus)")
+    @head(
+        "/{upload_id:str}",
+        summary="The upload's offset (tus)",
+        responses=headers_only(HTTP_200_OK, "Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires")
+        | errors(401, 404, 410, 412),
+    )
     async def upload_offset(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[None]:
         tus.check_version(request.headers.get("tus-resumable"))
         state = await uploads.store.head(_upload_id(upload_id), request.user.id)
@@ -100,7 +115,13 @@ class UploadController(Controller):
             headers["Upload-Expires"] = tus.http_date(state.expires_at)
         return Response(None, headers=headers)
 
-    @patch("/{upload_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Append to the upload (tus)")
+    @patch(
+        "/{upload_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Append to the upload (tus)",
+        responses=headers_only(HTTP_204_NO_CONTENT, "Upload-Offset after the appended bytes; Upload-Expires")
+        | errors(400, 401, 404, 408, 409, 410, 412, 413, 415, 423, 460, 507),
+    )
     async def append_to_upload(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[None]:
         headers = request.headers
         tus.check_version(headers.get("tus-resumable"))
@@ -116,12 +137,17 @@ class UploadController(Controller):
             None, status_code=HTTP_204_NO_CONTENT, headers=_offset_headers(appended.offset, appended.expires_at)
         )
 
-    @delete("/{upload_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete the upload (tus termination)")
+    @delete(
+        "/{upload_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete the upload (tus termination)",
+        responses=errors(401, 404, 412),
+    )
     async def delete_upload(self, upload_id: str, request: Caller, uploads: UploadService) -> None:
         tus.check_version(request.headers.get("tus-resumable"))
         await uploads.terminate(_upload_id(upload_id), request.user.id)
 
-    @get(responses=documented(UploadPage, "The caller's uploads, newest first"))
+    @get(responses=documented(UploadPage, "The caller's uploads, newest first") | errors(400, 401))
     async def list_uploads(
         self,
         request: Caller,
@@ -131,7 +157,10 @@ class UploadController(Controller):
         body: bytes = await request.app.state.read_pool.fetchval(queries.UPLOAD_PAGE, request.user.id, limit, offset)
         return json_bytes(body)
 
-    @get("/{upload_id:str}", responses=documented(UploadOut, "The upload: offset, status, and once parsed its size"))
+    @get(
+        "/{upload_id:str}",
+        responses=documented(UploadOut, "The upload: offset, status, and once parsed its size") | errors(401, 404),
+    )
     async def get_upload(self, upload_id: str, request: Caller) -> Response[bytes]:
         body: bytes | None = await request.app.state.read_pool.fetchval(
             queries.UPLOAD_DETAIL, _upload_id(upload_id), request.user.id

@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 from email.utils import format_datetime
 
-from domain.errors import DomainError, InvalidInput
+from domain.errors import DomainError, InvalidInput, PayloadTooLarge
 
 VERSION = "1.0.0"
 EXTENSIONS = "creation,creation-with-upload,termination,checksum,expiration"
@@ -22,6 +22,8 @@ CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 MAX_METADATA_LENGTH = 4096
 MAX_NAME_LENGTH = 255
+MAX_SIZE_OR_OFFSET = 2**63 - 1
+"""The largest size or offset an upload can have: uploads keep theirs as PostgreSQL bigints."""
 
 
 class UnsupportedVersion(DomainError):
@@ -38,11 +40,28 @@ def check_version(value: str | None) -> None:
 
 
 def non_negative_int(header: str, value: str | None) -> int:
+    """A size or offset, refused past MAX_SIZE_OR_OFFSET as a 400 naming the header: further on, Python's int()
+    rejects thousands of digits and PostgreSQL a bigint overflow, both as server errors."""
     if value is None:
         raise InvalidInput(f"{header}: the header is required")
     if not value.isascii() or not value.isdigit():
         raise InvalidInput(f"{header}: must be a non-negative integer, got {value[:40]!r}")
-    return int(value)
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_SIZE_OR_OFFSET)) or int(digits) > MAX_SIZE_OR_OFFSET:
+        raise InvalidInput(f"{header}: at most {MAX_SIZE_OR_OFFSET}, got {value[:40]!r}")
+    return int(digits)
+
+
+def upload_length(value: str | None, max_size: int) -> int:
+    """`Upload-Length`: over `max_size` is 413, as tus asks, however many digits it has."""
+    if value is None:
+        raise InvalidInput("Upload-Length: the header is required")
+    if not value.isascii() or not value.isdigit():
+        raise InvalidInput(f"Upload-Length: must be a non-negative integer, got {value[:40]!r}")
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(max_size)) or int(digits) > max_size:
+        raise PayloadTooLarge(f"Upload-Length: {digits[:40]} bytes is over Tus-Max-Size ({max_size} bytes)")
+    return int(digits)
 
 
 def optional_length(value: str | None) -> int | None:

@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.http import Caller, documented, json_bytes, strict_body
+from domain.http import Caller, documented, errors, json_bytes, strict_body
 from domain.workflows.schemas import (
     RunAccepted,
     WorkflowCreate,
@@ -54,14 +54,14 @@ class WorkflowController(Controller):
     @post(
         status_code=HTTP_201_CREATED,
         before_request=strict_body(WorkflowCreate),
-        responses=documented(WorkflowOut, "The new workflow, in draft", HTTP_201_CREATED),
+        responses=documented(WorkflowOut, "The new workflow, in draft", HTTP_201_CREATED) | errors(400, 401, 413),
     )
     async def create_workflow(
         self, data: WorkflowCreate, request: Caller, workflows: WorkflowService
     ) -> Response[bytes]:
         return json_bytes(await workflows.create_workflow(request.user.id, data), HTTP_201_CREATED)
 
-    @get(responses=documented(WorkflowPage, "The caller's workflows, newest first"))
+    @get(responses=documented(WorkflowPage, "The caller's workflows, newest first") | errors(400, 401))
     async def list_workflows(
         self,
         request: Caller,
@@ -72,13 +72,16 @@ class WorkflowController(Controller):
     ) -> Response[bytes]:
         return json_bytes(await workflow_reader.page_json(request.user.id, status, limit, offset))
 
-    @get("/{workflow_id:str}", responses=documented(WorkflowOut, "The workflow with its steps"))
+    @get("/{workflow_id:str}", responses=documented(WorkflowOut, "The workflow with its steps") | errors(400, 401, 404))
     async def get_workflow(
         self, workflow_id: uuid.UUID, request: Caller, workflow_reader: WorkflowReader
     ) -> Response[bytes]:
         return json_bytes(await workflow_reader.detail_json(workflow_id, request.user.id))
 
-    @get("/{workflow_id:str}/status", responses=documented(WorkflowStatus, "Status and progress"))
+    @get(
+        "/{workflow_id:str}/status",
+        responses=documented(WorkflowStatus, "Status and progress") | errors(400, 401, 404),
+    )
     async def get_workflow_status(
         self, workflow_id: uuid.UUID, request: Caller, workflow_reader: WorkflowReader
     ) -> Response[bytes]:
@@ -87,27 +90,40 @@ class WorkflowController(Controller):
     @patch(
         "/{workflow_id:str}",
         before_request=strict_body(WorkflowPatch),
-        responses=documented(WorkflowOut, "The updated workflow"),
+        responses=documented(WorkflowOut, "The updated workflow") | errors(400, 401, 404, 413),
     )
     async def update_workflow(
         self, workflow_id: uuid.UUID, data: WorkflowPatch, request: Caller, workflows: WorkflowService
     ) -> Response[bytes]:
         return json_bytes(await workflows.update_workflow(workflow_id, request.user.id, data))
 
-    @post("/{workflow_id:str}/run", status_code=HTTP_202_ACCEPTED, summary="Queue a run of the workflow")
+    @post(
+        "/{workflow_id:str}/run",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Queue a run of the workflow",
+        responses=errors(400, 401, 404, 409),
+    )
     async def run_workflow(self, workflow_id: uuid.UUID, request: Caller, workflows: WorkflowService) -> RunAccepted:
         return await workflows.run_workflow(workflow_id, request.user.id)
 
-    @post("/{workflow_id:str}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel a queued or running run")
+    @post(
+        "/{workflow_id:str}/cancel",
+        status_code=HTTP_202_ACCEPTED,
+        summary="Cancel a queued or running run",
+        responses=errors(400, 401, 404, 409),
+    )
     async def cancel_workflow(self, workflow_id: uuid.UUID, request: Caller, workflows: WorkflowService) -> RunAccepted:
         return await workflows.cancel_workflow(workflow_id, request.user.id)
 
-    @get("/{workflow_id:str}/result", responses=documented(WorkflowResultOut, "The last successful run's result"))
+    @get(
+        "/{workflow_id:str}/result",
+        responses=documented(WorkflowResultOut, "The last successful run's result") | errors(400, 401, 404, 409),
+    )
     async def get_workflow_result(
         self, workflow_id: uuid.UUID, request: Caller, workflow_reader: WorkflowReader
     ) -> Response[bytes]:
         return json_bytes(await workflow_reader.result_json(workflow_id, request.user.id))
 
-    @delete("/{workflow_id:str}", status_code=HTTP_204_NO_CONTENT)
+    @delete("/{workflow_id:str}", status_code=HTTP_204_NO_CONTENT, responses=errors(400, 401, 404))
     async def delete_workflow(self, workflow_id: uuid.UUID, request: Caller, workflows: WorkflowService) -> None:
         await workflows.delete_workflow(workflow_id, request.user.id)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from domain.analysis import Metrics, SimulationSummary
+from domain.text import NO_NUL
 
 Priority = Literal["high", "normal", "low"]
 WorkflowStatusName = Literal["draft", "queued", "running", "succeeded", "failed", "cancelled"]
@@ -19,8 +20,8 @@ MAX_CASH_FLOWS = 100_000
 MAX_SIMULATED_VALUES = 200_000_000
 
 CashFlow = Annotated[float, msgspec.Meta(ge=-1e15, le=1e15, description="a finite amount of money")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Description = Annotated[str, msgspec.Meta(max_length=5_000)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Description = Annotated[str, msgspec.Meta(max_length=5_000, pattern=NO_NUL)]
 
 
 class Parameters(msgspec.Struct, forbid_unknown_fields=True):

@@ -53,6 +53,8 @@ async def test_email_taken_is_409(client: AsyncTestClient, alice: Account) -> No
         ({"email": "a@b.co", "password": "long-enough", "name": "A", "role": "admin"}, "role"),
         ({"email": "a@b.co", "password": "long-enough"}, "name"),
         ({"email": "a@b.co", "password": 12345678, "name": "A"}, "password"),
+        ({"email": "a\u0000@b.co", "password": "long-enough", "name": "A"}, "email"),
+        ({"email": "a@b.co", "password": "long-enough", "name": "A\u0000"}, "name"),
     ],
 )
 async def test_bad_registration_names_the_field(client: AsyncTestClient, body: dict[str, object], field: str) -> None:
@@ -75,6 +77,13 @@ async def test_wrong_password_and_unknown_account_are_the_same_401(client: Async
     unknown = await client.post("/api/auth/login", json={"email": "nobody@example.com", "password": "whatever1"})
     assert wrong.status_code == unknown.status_code == 401
     assert wrong.json()["detail"] == unknown.json()["detail"]
+
+
+async def test_a_login_email_holding_a_nul_character_is_400(client: AsyncTestClient) -> None:
+    """PostgreSQL text cannot hold U+0000: such an email can name no account, and must not reach a query (a 500)."""
+    response = await client.post("/api/auth/login", json={"email": "a\u0000@b.co", "password": "whatever1"})
+    assert response.status_code == 400, response.text
+    assert "email" in response.text
 
 
 @pytest.mark.parametrize(

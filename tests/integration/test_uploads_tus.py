@@ -243,6 +243,8 @@ async def test_file_names_are_shown_but_never_reach_the_file_system(
     [
         ({"Upload-Length": "-1"}, 400, "Upload-Length"),
         ({"Upload-Length": "ten"}, 400, "Upload-Length"),
+        ({"Upload-Length": "9" * 5_000}, 413, "Upload-Length"),
+        ({"Upload-Length": "3", "Content-Length": "9" * 5_000}, 400, "Content-Length"),
         ({}, 400, "Upload-Length"),
         ({"Upload-Length": "3", "Upload-Metadata": "filename !!notbase64"}, 400, "Upload-Metadata"),
         ({"Upload-Length": "3", "Upload-Defer-Length": "1"}, 400, "Upload-Defer-Length"),
@@ -267,9 +269,12 @@ async def test_bad_patch_headers_are_4xx_naming_the_header(client: AsyncTestClie
         content=LEDGER,
     )
     unknown_algorithm = await append(client, alice, location, 0, LEDGER, **{"Upload-Checksum": "crc32 AAAA"})
-    assert (wrong_type.status_code, no_offset.status_code, unknown_algorithm.status_code) == (415, 400, 400)
+    past_bigint = await append(client, alice, location, 2**63, LEDGER)
+    statuses = (wrong_type.status_code, no_offset.status_code, unknown_algorithm.status_code, past_bigint.status_code)
+    assert statuses == (415, 400, 400, 400)
     assert "Content-Type" in wrong_type.json()["detail"]
     assert "Upload-Offset" in no_offset.json()["detail"]
+    assert "Upload-Offset" in past_bigint.json()["detail"]
     assert "crc32" in unknown_algorithm.json()["detail"]
     assert await offset_of(client, alice, location) == 0
 

@@ -106,6 +106,9 @@ async def test_patch_changes_only_what_is_given(client: AsyncTestClient, alice: 
     refused = await client.patch(f"/api/workflows/{created['id']}", json={"status": "succeeded"}, headers=alice.headers)
     assert refused.status_code == 400
     assert "status" in refused.text
+    unstorable = await client.patch(f"/api/workflows/{created['id']}", json={"name": "A\u0000B"}, headers=alice.headers)
+    assert unstorable.status_code == 400, "PostgreSQL text cannot hold U+0000: refused, not a 500"
+    assert "name" in unstorable.text
 
 
 async def test_delete_removes_the_workflow_and_its_steps(client: AsyncTestClient, alice: Account, db: Any) -> None:
@@ -162,6 +165,8 @@ async def test_non_uuid_id_is_400_naming_it(client: AsyncTestClient, alice: Acco
         ({"cash_flows": None, "upload_id": "nope"}, "upload_id"),
         ({"name": ""}, "name"),
         ({"name": "x" * 201}, "name"),
+        ({"name": "New\u0000warehouse"}, "name"),
+        ({"description": "\u0000"}, "description"),
         ({"priority": "urgent"}, "priority"),
         ({"colour": "blue"}, "colour"),
         ({"parameters": {"discount_rate": 0.1, "risk": 1}}, "risk"),
