@@ -50,15 +50,17 @@ ERROR_MEANINGS = {
     423: "Another request is appending to this upload; retry after it ends",
     429: "Too many failed attempts; retry after `Retry-After` seconds",
     460: "Upload-Checksum does not match the body (tus checksum extension)",
+    503: "The database is unavailable (down or restarting); retry after `Retry-After` seconds",
     507: "No room to store the upload now; nothing was kept, retry later",
 }
 
 
 def errors(*status_codes: int) -> dict[int, ResponseSpec]:
-    """OpenAPI for the error answers a handler gives besides its success, so that clients see every status."""
+    """OpenAPI for the error answers a handler gives besides its success, so that clients see every status; every
+    such handler reads PostgreSQL, so each may also answer 503 while it is down."""
     return {
         code: ResponseSpec(ErrorBody, description=ERROR_MEANINGS[code], generate_examples=False)
-        for code in status_codes
+        for code in (*status_codes, 503)
     }
 
 
