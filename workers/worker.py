@@ -69,9 +69,17 @@ async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str
     try:
         outcome = await run_workflow(resources, uuid.UUID(workflow_id), run_id, touch_job=job.update)
     except asyncio.CancelledError:
-        # The worker is shutting down: hand the run back (queued, same run id). SAQ re-queues the job itself,
-        # and should that fail, the reconciler re-queues it; either way the next worker restarts the run.
-        await RunStore(resources.engine, uuid.UUID(workflow_id), run_id).release()
+        store = RunStore(resources.engine, uuid.UUID(workflow_id), run_id)
+        if await _aborted(job):
+            # An operator aborted the job (the SAQ UI): the run ends `cancelled`, as a cancel through the API would.
+            owner_id = await store.cancel("aborted from the queue UI")
+            if owner_id is not None:
+                notifier = WorkflowNotifier(resources.cache, resources.events, uuid.UUID(workflow_id), owner_id)
+                await notifier.workflow_status("cancelled", error="aborted from the queue UI")
+        else:
+            # The worker is shutting down: hand the run back (queued, same run id). SAQ re-queues the job itself,
+            # and should that fail, the reconciler re-queues it; either way the next worker restarts the run.
+            await store.release()
         raise
     JOB_DURATION.labels(outcome).observe(time.time() - started)
     return outcome
@@ -84,6 +92,17 @@ async def parse_upload_job(ctx: dict[str, Any], *, upload_id: str) -> str:
     outcome = await parse_upload(resources.engine, storage, resources.events, uuid.UUID(upload_id))
     JOB_DURATION.labels(f"parse {outcome}").observe(time.time() - started)
     return outcome
+
+
+async def _aborted(job: Job) -> bool:
+    """Whether the job was cancelled by an abort (its record says so) rather than by the worker shutting down."""
+    if job.queue is None:
+        return False
+    try:
+        current = await job.queue.job(job.key)
+    except REDIS_FAILURES:
+        return False
+    return current is not None and current.status in (Status.ABORTING, Status.ABORTED)
 
 
 class Reconciler:

@@ -133,6 +133,26 @@ class RunStore:
                 )
         return released is not None
 
+    async def cancel(self, reason: str) -> uuid.UUID | None:
+        """running → cancelled (an operator aborted the job): the running step `cancelled`, later ones `skipped`.
+        The owner's id, or None when the run was no longer current (already cancelled, deleted or replaced)."""
+        now = _now()
+        async with self.engine.begin() as conn:
+            owner_id: uuid.UUID | None = await conn.scalar(
+                update(Workflow)
+                .where(self._current("running"))
+                .values(status="cancelled", error=reason, finished_at=now, updated_at=now, current_step=None)
+                .returning(Workflow.owner_id)
+            )
+            if owner_id is not None:
+                for before, after in (("running", "cancelled"), ("pending", "skipped")):
+                    await conn.execute(
+                        update(WorkflowStep)
+                        .where(WorkflowStep.workflow_id == self.workflow_id, WorkflowStep.status == before)
+                        .values(status=after, updated_at=now, finished_at=now if after == "cancelled" else None)
+                    )
+        return owner_id
+
     async def succeed(self, result: dict[str, Any]) -> None:
         """running → succeeded, storing the result (replacing an earlier run's) in the same transaction."""
         now = _now()

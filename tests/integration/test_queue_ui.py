@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 from typing import Any
@@ -14,7 +15,14 @@ from litestar.testing import AsyncTestClient
 from app.factories import RegistrationFactory
 from app.settings import Settings
 from domain.accounts.security import ADMIN_UI_COOKIE
-from tests.integration.jobs_support import start_run
+from tests.integration.jobs_support import (
+    running_worker,
+    start_run,
+    status_of,
+    wait_for_status,
+    wait_until,
+    worker_config,
+)
 from tests.integration.queue_support import forget_queue, queue_name
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
@@ -104,3 +112,33 @@ async def test_the_admin_cookie_does_not_authenticate_the_api(
     client.cookies.clear()
     response = await client.get("/api/workflows", headers=cookie_header(set_cookie))
     assert response.status_code == 401, "the cookie is scoped to /saq: it must never stand in for the bearer token"
+
+
+async def test_aborting_a_running_job_in_the_queue_ui_cancels_its_run_for_good(
+    client: AsyncTestClient[Litestar], alice: Account, db: asyncpg.Pool, settings: Settings, empty_lanes: None
+) -> None:
+    admin, _ = await sign_up_admin(client, db)
+    parameters = {"discount_rate": 0.05, "simulations": 1_000_000, "volatility": 0.3}
+    workflow = await create(client, alice, cash_flows=[-5000.0] + [100.0] * 199, parameters=parameters)  # ~2.5 s
+    config = worker_config(settings, requeue_after_s=0.2, reconcile_interval_s=0.1)
+    async with running_worker(config) as worker:
+        accepted = await start_run(client, alice, workflow["id"])
+        await wait_for_status(client, alice, workflow["id"], ("running",))
+        job = await worker.queue.job(accepted["job_id"])
+        assert job is not None
+        client.cookies.clear()
+        aborted = await client.post(f"{QUEUES}/{queue_name(settings)}/jobs/{job.key}/abort", headers=admin.headers)
+        assert aborted.status_code == 202, aborted.text
+
+        final = await wait_for_status(client, alice, workflow["id"], ("cancelled", "failed", "succeeded", "queued"))
+        assert final["status"] == "cancelled"
+
+        async def reconciled_twice() -> bool:
+            quiet = "SELECT now() - updated_at > interval '0.5 s' FROM roi_workflows WHERE id = $1"
+            return bool(await db.fetchval(quiet, uuid.UUID(workflow["id"])))
+
+        await wait_until(reconciled_twice, "a few reconciler passes went by")
+        assert (await status_of(client, alice, workflow["id"]))["status"] == "cancelled", "never re-queued"
+    steps = (await client.get(f"/api/workflows/{workflow['id']}", headers=alice.headers)).json()["steps"]
+    assert {step["status"] for step in steps} <= {"succeeded", "cancelled", "skipped"}
+    assert "cancelled" in {step["status"] for step in steps}
