@@ -19,6 +19,8 @@ ENV PATH=/opt/roi/bin:$PATH \
     PYTHONUNBUFFERED=1
 USER roi
 WORKDIR /var/lib/roi
+# Uploads (and, without DATABASE_URL/REDIS_URL, the embedded servers' data) live here: keep it on a volume.
+VOLUME /var/lib/roi
 EXPOSE 8000
 # Set DATABASE_URL and REDIS_URL in production; without them roi starts embedded servers under ROI_DATA_DIR.
 CMD ["roi", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -37,6 +37,8 @@ def service_urls(settings: Settings) -> Iterator[Settings]:
             changes["redis_url"] = valkey.url
         os.environ.update({name.upper(): value for name, value in changes.items()})
         os.environ.setdefault("SECRET_KEY", settings.secret_key)
+        # Absolute, so that API and worker processes agree on where uploads live whatever their directory.
+        os.environ["ROI_DATA_DIR"] = str(settings.roi_data_dir.resolve())
         get_settings.cache_clear()
         yield msgspec.structs.replace(settings, **changes)
 
