@@ -98,6 +98,30 @@ def stop_and_check_nothing_is_left(process: subprocess.Popen[bytes], data_dir: P
     assert not [pid for pid in tree if alive(pid)], "processes of roi serve outlived it"
 
 
+def uploaded_ledger_status(base_url: str, headers: dict[str, str]) -> str:
+    """Upload a small ledger with creation-with-upload and wait for the parse: what its status ends as."""
+    ledger = b"period,cash_flow\n0,-100\n1,60\n2,60\n"
+    created = httpx.post(
+        f"{base_url}/api/uploads",
+        content=ledger,
+        headers={
+            **headers,
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(len(ledger)),
+            "Content-Type": "application/offset+octet-stream",
+        },
+    )
+    assert created.status_code == 201, created.text
+    deadline = time.monotonic() + EXIT_DEADLINE_S
+    while (status := httpx.get(f"{base_url}{created.headers['location']}", headers=headers).json()["status"]) in (
+        "uploading",
+        "processing",
+    ):
+        assert time.monotonic() < deadline, "the upload was never parsed"
+        time.sleep(0.05)
+    return str(status)
+
+
 @pytest.mark.slow
 def test_serve_starts_embedded_servers_stops_cleanly_and_keeps_data(data_dir: Path) -> None:
     port = free_port()
@@ -118,6 +142,8 @@ def test_serve_starts_embedded_servers_stops_cleanly_and_keeps_data(data_dir: Pa
         wait_ready(second, base_url, data_dir)
         login = httpx.post(f"{base_url}/api/auth/login", json={k: account[k] for k in ("email", "password")})
         assert login.status_code == 200, "the account made before the restart is still there"
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        assert uploaded_ledger_status(base_url, headers) == "ready", "the API stores it, a worker parses it"
         stop_and_check_nothing_is_left(second, data_dir)
     finally:
         second.kill()
