@@ -21,15 +21,15 @@ from litestar.plugins.prometheus import PrometheusController
 
 from app.compression import compression_middleware
 from app.health import health, ready
-from app.http_cache import ConditionalGetMiddleware, no_store_by_default
+from app.http_cache import ConditionalGetMiddleware
 from app.logs import configure_logging, log_server_error
 from app.metrics import PrometheusLiveStats, count_cache_request, pool_metrics
 from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_handlers
 from app.request_log import RequestObserverMiddleware
-from app.security_headers import security_headers
+from app.security_headers import response_headers
 from app.settings import Settings, get_settings
 from app.slow_queries import SlowQueryLog
-from app.tus_headers import method_override, tus_resumable_header
+from app.tus_headers import method_override
 from app.unavailable import DATABASE_ERRORS, database_error_response
 from db.pools import create_read_pool
 from db.statements import observe_engine
@@ -216,7 +216,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ),
             pool_metrics(sqlalchemy.get_engine),
         ],
-        before_send=[no_store_by_default, tus_resumable_header, security_headers],
+        before_send=[response_headers],
         cors_config=cors_config(settings),
         request_max_body_size=settings.max_json_body_bytes,
         after_exception=[log_server_error],
