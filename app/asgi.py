@@ -31,7 +31,7 @@ from app.settings import Settings, get_settings
 from app.slow_queries import SlowQueryLog
 from app.tus_headers import method_override
 from app.unavailable import DATABASE_ERRORS, database_error_response
-from db.pools import create_read_pool
+from db.pools import SESSION_SETTINGS, create_read_pool
 from db.statements import observe_engine
 from domain.accounts.controller import AccountController
 from domain.accounts.security import build_jwt_auth
@@ -181,7 +181,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             hide_parameters=True,  # statement errors are logged: no emails or password hashes in their text
             pool_recycle=settings.db_pool_recycle_s,
             pool_timeout=int(settings.db_pool_timeout_s),
-            connect_args={"server_settings": {"application_name": "roi", "timezone": "UTC"}},
+            connect_args={"server_settings": {"application_name": "roi", **SESSION_SETTINGS}},
         ),
         session_config=AsyncSessionConfig(expire_on_commit=False),
     )

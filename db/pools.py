@@ -10,6 +10,10 @@ from sqlalchemy.engine import make_url
 
 from db.statements import StatementObserver, read_pool_logger
 
+SESSION_SETTINGS = {"timezone": "UTC", "idle_in_transaction_session_timeout": "60000"}
+"""Every connection's session: UTC, and PostgreSQL ends a transaction left idle for a minute (a connection lost
+mid-transaction by a crashed or cancelled task must not hold its locks for ever)."""
+
 
 def asyncpg_dsn(database_url: str) -> str:
     """The libpq form of a `postgresql+asyncpg://` URL."""
@@ -41,6 +45,6 @@ async def create_read_pool(
         max_size=size,
         init=partial(_prepare_connection, observers if observers is not None else []),
         reset=_keep_session,
-        server_settings={"application_name": "roi-read", "timezone": "UTC"},
+        server_settings={"application_name": "roi-read", **SESSION_SETTINGS},
         **options,
     )

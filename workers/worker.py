@@ -20,6 +20,7 @@ from saq import Job, Status, Worker
 from saq.types import PartialTimersDict
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from db.pools import SESSION_SETTINGS
 from domain.cache import REDIS_FAILURES, Cache, create_cache_redis
 from domain.events.bus import EventBus
 from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
@@ -191,7 +192,7 @@ def create_worker(
             max_overflow=config.db_pool_size,
             pool_pre_ping=True,
             pool_recycle=1800,
-            connect_args={"server_settings": {"application_name": "roi-worker", "timezone": "UTC"}},
+            connect_args={"server_settings": {"application_name": "roi-worker", **SESSION_SETTINGS}},
         )
         redis = create_cache_redis(config.redis_url, max_connections=32, timeout_s=config.redis_timeout_s)
         events = EventBus(redis, config.namespace, config.event_history_size, config.event_history_age_s)
@@ -205,7 +206,10 @@ def create_worker(
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if reconciles:
+            # Awaited, not just cancelled: a pass cut mid-statement must give its connection back before the engine
+            # is disposed, or the connection outlives the worker idle in a transaction, holding its locks.
             ctx["reconciler"].cancel()
+            await asyncio.gather(ctx["reconciler"], return_exceptions=True)
         resources: RunResources = ctx["resources"]
         await resources.cache.close()
         await ctx["redis"].aclose()

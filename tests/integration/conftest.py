@@ -112,7 +112,11 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
 async def _isolated(db: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]:
     """Each test starts from an empty set of users and workflows (the seeded agents stay), and its Redis keys go."""
     yield
-    await db.execute("TRUNCATE users, roi_workflows, workflow_steps CASCADE")
+    async with db.acquire() as connection:
+        # A lock held by something the test leaked fails this test loudly instead of hanging the run.
+        await connection.execute("SET lock_timeout = '20s'")
+        await connection.execute("TRUNCATE users, roi_workflows, workflow_steps CASCADE")
+        await connection.execute("RESET lock_timeout")
     client = Redis.from_url(settings.redis_url or "")
     namespace = settings.redis_namespace
     for pattern in (f"{namespace}:*", f"saq:{namespace}:*", f"saq:job:{namespace}:*"):
