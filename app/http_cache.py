@@ -2,8 +2,8 @@
 
 A route opts in with `opt={"cache_control": "public, max-age=60"}` (`domain.http.public_cache`), on the handler
 or a router: its 200 answers to GET get that `Cache-Control` and a strong ETag of the body, or a bodiless 304
-for a matching `If-None-Match`. Every other response, errors included, is `no-store`: most of this API is
-private. Only those routes' bodies are held to be hashed.
+for a matching `If-None-Match`. Every other response, errors included, is `no-store` (app/security_headers):
+most of this API is private. Only those routes' bodies are held to be hashed.
 """
 
 from __future__ import annotations
@@ -13,18 +13,9 @@ import hashlib
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
-_CACHE_CONTROL = b"cache-control"
-_NO_STORE = (_CACHE_CONTROL, b"no-store")
+CACHE_CONTROL = b"cache-control"
+NO_STORE = (CACHE_CONTROL, b"no-store")
 _NOT_SENT_WITH_304 = {b"content-length", b"content-type", b"content-encoding"}
-
-
-async def no_store_by_default(message: Message, scope: Scope) -> None:
-    """A `before_send` hook, so it also sees responses made before routing (404, 405) or by auth (401)."""
-    if message["type"] == "http.response.start":
-        headers = list(message.get("headers", ()))
-        if not any(name.lower() == _CACHE_CONTROL for name, _ in headers):
-            headers.append(_NO_STORE)
-            message["headers"] = headers
 
 
 def _etag_of(body: bytes) -> bytes:
@@ -89,6 +80,6 @@ def _with_etag(send: Send, policy: bytes, if_none_match: bytes | None) -> Send:
 def _set_cache_control(start: HTTPResponseStartEvent, policy: bytes) -> list[tuple[bytes, bytes]]:
     """The route's policy unless the handler chose one itself."""
     headers = list(start.get("headers", []))
-    if not any(name.lower() == _CACHE_CONTROL for name, _ in headers):
-        headers.append((_CACHE_CONTROL, policy))
+    if not any(name.lower() == CACHE_CONTROL for name, _ in headers):
+        headers.append((CACHE_CONTROL, policy))
     return headers

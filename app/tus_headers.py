@@ -1,24 +1,16 @@
-"""tus 1.0.0 at the edge: `Tus-Resumable` on every upload response, and `X-HTTP-Method-Override`.
-
-Both act outside routing: the header must be on 401s and errors too, and the override must pick the route.
-"""
+"""tus 1.0.0 at the edge: the `Tus-Resumable` header (added to every upload response by app/security_headers,
+401s and errors included) and `X-HTTP-Method-Override`, which must act before routing to pick the route."""
 
 from __future__ import annotations
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from domain.uploads.controller import UPLOADS_PATH
 
-_TUS_RESUMABLE = (b"tus-resumable", b"1.0.0")
+TUS_RESUMABLE = (b"tus-resumable", b"1.0.0")
 _OVERRIDE = b"x-http-method-override"
 _OVERRIDABLE = {"PATCH", "DELETE", "HEAD"}
-
-
-async def tus_resumable_header(message: Message, scope: Scope) -> None:
-    """A `before_send` hook: it sees responses made by auth and by the exception handlers too."""
-    if message["type"] == "http.response.start" and scope["path"].startswith(UPLOADS_PATH):
-        message["headers"] = [*message.get("headers", ()), _TUS_RESUMABLE]
 
 
 def method_override(app: ASGIApp) -> ASGIApp:

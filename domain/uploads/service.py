@@ -67,12 +67,8 @@ class UploadService:
         self.max_size = max_size
         self.idle_timeout_s = idle_timeout_s
 
-    def check_length(self, length: int) -> None:
-        if length > self.max_size:
-            raise PayloadTooLarge(f"Upload-Length: {length} bytes is over Tus-Max-Size ({self.max_size} bytes)")
-
     async def create(self, owner_id: uuid.UUID, length: int, metadata_header: str | None) -> uuid.UUID:
-        self.check_length(length)
+        """`length` is bounded by `max_size` already (`tus.upload_length`)."""
         metadata = tus.parse_metadata(metadata_header)
         upload_id = await self.store.create(
             owner_id,

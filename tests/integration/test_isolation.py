@@ -15,11 +15,10 @@ from litestar.testing import AsyncTestClient
 from app.settings import Settings
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
-from tests.integration.upload_support import TUS, append, create_upload, offset_of
+from tests.integration.upload_support import OFFSET_STREAM, TUS, append, create_upload, offset_of
 from tests.integration.ws_support import LiveServer, connected, live_server, receive
 
 LEDGER = b"period,cash_flow\n0,-100\n1,70\n2,70\n"
-OFFSET_STREAM = {"Content-Type": "application/offset+octet-stream"}
 
 # (method, route as the app declares it, path with the victim's ids, extra request arguments)
 PRIVATE_REQUESTS: list[tuple[str, str, str, dict[str, Any]]] = [

@@ -24,7 +24,7 @@ from app.bench.ledgers import csv_ledger_bytes, write_xlsx_ledger
 from app.settings import Settings
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.support import Account
-from tests.integration.upload_support import append, create_upload, offset_of, upload_view
+from tests.integration.upload_support import append, create_upload, offset_of, stored_file, upload_view
 from tests.integration.ws_support import LiveServer, connected, events_until, live_server, receive, subscribe
 
 CHUNK = 64 * 1024
@@ -45,10 +45,6 @@ def server(settings: Settings, work_dir: Path) -> Iterator[LiveServer]:
 async def api(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
         yield client
-
-
-def stored(work_dir: Path, location: str) -> Path:
-    return work_dir / "uploads" / uuid.UUID(location.rsplit("/", 1)[-1]).hex
 
 
 def token_of(account: Account) -> str:
@@ -94,7 +90,7 @@ async def test_tuspy_uploads_in_chunks_resumes_after_an_interruption_and_the_byt
         return resumed_from
 
     assert await asyncio.to_thread(resumed_session) == 3 * CHUNK
-    assert hashlib.sha256(stored(work_dir, location).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert hashlib.sha256(stored_file(work_dir, location).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     view = await upload_view(client, alice, location)
     assert (view["filename"], view["size"], view["offset"]) == ("ledger.csv", len(data), len(data))
 
@@ -123,7 +119,7 @@ async def test_of_two_concurrent_patches_one_wins_and_the_other_is_423(
     won = await winner
     assert (won.status_code, won.headers["upload-offset"]) == (204, str(len(first_part) + len(second_part)))
     assert await offset_of(api, alice, location) == len(first_part) + len(second_part)
-    assert stored(work_dir, location).read_bytes() == first_part + second_part
+    assert stored_file(work_dir, location).read_bytes() == first_part + second_part
 
 
 async def test_a_chunked_body_that_passes_the_length_is_413_and_the_offset_stays(
@@ -139,7 +135,7 @@ async def test_a_chunked_body_that_passes_the_length_is_413_and_the_offset_stays
     assert answer.status_code == 413
     assert await offset_of(api, alice, location) == 0
     assert (await append(api, alice, location, 0, b"0123456789")).status_code == 204
-    assert stored(work_dir, location).read_bytes() == b"0123456789"
+    assert stored_file(work_dir, location).read_bytes() == b"0123456789"
 
 
 @pytest.mark.parametrize(("checksum", "kept"), [(None, 40_000), ("sha256 " + "A" * 43 + "=", 0)])

@@ -71,7 +71,7 @@ async def test_chunks_append_in_order_and_head_reports_the_offset_of_record(
     last = await append(client, alice, location, 10, LEDGER[10:])
     assert (last.status_code, last.headers["upload-offset"]) == (204, str(len(LEDGER)))
     assert "upload-expires" not in last.headers
-    assert stored_file(settings, location).read_bytes() == LEDGER
+    assert stored_file(settings.roi_data_dir, location).read_bytes() == LEDGER
     view = await upload_view(client, alice, location)
     assert (view["filename"], view["size"], view["offset"], view["status"]) == (
         "q1.csv",
@@ -97,7 +97,7 @@ async def test_creation_with_upload_stores_the_first_chunk_with_the_post(
     )
     assert (answer.status_code, answer.headers["upload-offset"]) == (201, "7")
     assert await offset_of(client, alice, answer.headers["location"]) == 7
-    assert stored_file(settings, answer.headers["location"]).read_bytes() == LEDGER[:7]
+    assert stored_file(settings.roi_data_dir, answer.headers["location"]).read_bytes() == LEDGER[:7]
 
 
 @pytest.mark.parametrize("algorithm", ["sha1", "sha256", "md5"])
@@ -114,7 +114,7 @@ async def test_a_checksum_mismatch_is_460_and_appends_nothing(
 
     right = await append(client, alice, location, 5, LEDGER[5:], **{"Upload-Checksum": checksum(algorithm, LEDGER[5:])})
     assert right.status_code == 204
-    assert stored_file(settings, location).read_bytes() == LEDGER
+    assert stored_file(settings.roi_data_dir, location).read_bytes() == LEDGER
 
 
 async def test_an_offset_that_is_not_the_uploads_is_409(client: AsyncTestClient, alice: Account) -> None:
@@ -151,7 +151,7 @@ async def test_a_patch_past_the_upload_length_is_413_and_writes_nothing(
 
     exact = await append(client, alice, location, 5, b"67890")
     assert exact.status_code == 204
-    assert stored_file(settings, location).read_bytes() == b"1234567890"
+    assert stored_file(settings.roi_data_dir, location).read_bytes() == b"1234567890"
 
 
 async def test_another_users_upload_is_404_for_every_verb(
@@ -167,7 +167,7 @@ async def test_another_users_upload_is_404_for_every_verb(
     assert (await client.get("/api/uploads", headers=bob.headers)).json()["items"] == []
 
     assert await offset_of(client, alice, location) == 5
-    assert stored_file(settings, location).read_bytes() == LEDGER[:5]
+    assert stored_file(settings.roi_data_dir, location).read_bytes() == LEDGER[:5]
 
 
 async def test_every_upload_request_needs_the_token(client: AsyncTestClient, alice: Account) -> None:
@@ -191,12 +191,12 @@ async def test_delete_removes_the_upload_and_its_bytes(
 ) -> None:
     location = await create_upload(client, alice, len(LEDGER))
     await append(client, alice, location, 0, LEDGER[:5])
-    assert stored_file(settings, location).exists()
+    assert stored_file(settings.roi_data_dir, location).exists()
 
     assert (await client.delete(location, headers={**alice.headers, **TUS})).status_code == 204
     assert (await client.head(location, headers={**alice.headers, **TUS})).status_code == 404
     assert (await client.get(location, headers=alice.headers)).status_code == 404
-    assert not stored_file(settings, location).exists()
+    assert not stored_file(settings.roi_data_dir, location).exists()
 
 
 async def test_an_expired_upload_answers_410_and_its_bytes_are_removed_by_the_periodic_job(
@@ -217,7 +217,7 @@ async def test_an_expired_upload_answers_410_and_its_bytes_are_removed_by_the_pe
         assert await expire_uploads(engine, local_storage(settings.roi_data_dir), events) == 1
     finally:
         await engine.dispose()
-    assert not stored_file(settings, location).exists()
+    assert not stored_file(settings.roi_data_dir, location).exists()
     assert (await upload_view(client, alice, location))["status"] == "expired"
     assert (await client.head(location, headers={**alice.headers, **TUS})).status_code == 410
 
@@ -233,7 +233,7 @@ async def test_file_names_are_shown_but_never_reach_the_file_system(
 
     assert (await upload_view(client, alice, location))["filename"] == "../../../../tmp/owned.csv"
     stored = list((settings.roi_data_dir / "uploads").iterdir())
-    assert stored_file(settings, location) in stored
+    assert stored_file(settings.roi_data_dir, location) in stored
     assert all(path.name.isalnum() for path in stored)
     assert not any(settings.roi_data_dir.parent.glob("**/owned*"))
 

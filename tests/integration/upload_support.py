@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 from litestar.testing import AsyncTestClient
 
-from app.settings import Settings
 from tests.integration.support import Account
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -65,6 +64,7 @@ async def upload_view(client: AsyncTestClient | httpx.AsyncClient, account: Acco
     return body
 
 
-def stored_file(settings: Settings, location: str) -> Path:
+def stored_file(data_dir: Path, location: str) -> Path:
+    """Where a service with ROI_DATA_DIR `data_dir` keeps the bytes of the upload at `location`."""
     upload_id = location.rsplit("/", 1)[-1].replace("-", "")
-    return settings.roi_data_dir / "uploads" / upload_id
+    return data_dir / "uploads" / upload_id
