@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.settings import Settings
 from domain.redis_get import PipelinedGet
+from tests.integration.redis_support import OwnRedis
 
 
 async def test_concurrent_gets_each_get_their_own_answer(settings: Settings, redis: Redis) -> None:
@@ -37,4 +43,48 @@ async def test_the_database_in_the_url_is_the_one_read(settings: Settings) -> No
     finally:
         await other.delete(key)
         await other.aclose()
+        client.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    yield redis
+    assert redis.process is not None
+    redis.thaw()
+    redis.kill()
+
+
+async def test_identical_reads_asked_together_reach_redis_once(own_redis: OwnRedis) -> None:
+    admin = Redis.from_url(own_redis.url)
+    client = PipelinedGet(own_redis.url, timeout_s=1.0)
+    try:
+        await admin.mset({"hot": b"popular", "other": b"rare"})
+        await client.get("warm-up")  # the connection is opened by the first read
+        await admin.config_resetstat()
+        answers = await asyncio.gather(*(client.get("hot") for _ in range(50)), client.get("other"))
+        assert answers == [b"popular"] * 50 + [b"rare"]
+        assert (await admin.info("commandstats"))["cmdstat_get"]["calls"] == 2, "one GET per distinct key"
+
+        await admin.set("hot", b"changed")
+        assert await client.get("hot") == b"changed", "a read asked after a write is sent after it"
+    finally:
+        client.close()
+        await admin.aclose()
+
+
+async def test_a_frozen_redis_fails_every_waiting_read_within_the_timeout(own_redis: OwnRedis) -> None:
+    client = PipelinedGet(own_redis.url, timeout_s=0.2)
+    try:
+        await client.get("warm-up")
+        own_redis.freeze()
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(client.get(f"key:{n % 3}") for n in range(20)), return_exceptions=True)
+        assert all(isinstance(outcome, RedisConnectionError) for outcome in outcomes), outcomes
+        assert time.monotonic() - started < 2.0, "the reads were failed by the timeout, not left waiting"
+
+        own_redis.thaw()
+        assert await client.get("warm-up") is None, "the next read reconnects"
+    finally:
         client.close()

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from app.settings import Settings
-from tests.integration.test_cache_faults import OwnRedis
+from tests.integration.redis_support import OwnRedis
 from tests.integration.ws_support import live_server
 
 LOAD_CLIENTS = 8
