@@ -10,6 +10,8 @@ import msgspec
 
 FLOOR = "health"
 BEARER = {"Authorization": "Bearer {token}"}
+BROWSER_ENCODINGS = {"Accept-Encoding": "gzip, deflate, br, zstd"}
+"""What every current browser sends: the `_browser` rows get their responses compressed."""
 
 
 class Seed(msgspec.Struct, frozen=True):
@@ -111,6 +113,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("workflow_status_uncached", "GET", "/api/workflows/{workflow_id}/status", BEARER, service="uncached"),
         Scenario("workflow_detail", "GET", "/api/workflows/{workflow_id}", BEARER),
         Scenario("workflow_list", "GET", "/api/workflows?limit=50", BEARER),
+        Scenario("workflow_list_browser", "GET", "/api/workflows?limit=50", {**BEARER, **BROWSER_ENCODINGS}),
         Scenario("workflow_list_uncached", "GET", "/api/workflows?limit=50", BEARER, service="uncached"),
         Scenario("agents", "GET", "/api/agents", BEARER),
     )
@@ -156,13 +159,15 @@ MIXED_UPLOAD, MIXED_TO_READY, MIXED_JOB_START, MIXED_WS = (
 MIXED_ROWS = (*MIXED_API_ROWS, MIXED_UPLOAD, MIXED_TO_READY, MIXED_JOB_START, MIXED_WS)
 
 # Issue 2 sets its goal for reads without the cache; the detail has none. Issue 3's are the cached hot reads, against
-# the floor. Issue 4's are enqueue->start latencies; issue 5's the paced WebSocket deliveries (p50 and p99).
+# the floor, the list also as a browser asks for it (compressed). Issue 4's are enqueue->start latencies; issue 5's
+# the paced WebSocket deliveries (p50 and p99).
 # Issue 6's are medians of whole 10 MiB uploads, the 5 MiB one also at least a quarter of its floor's throughput.
 GOALS = (
     Goal(issue=2, scenario="workflow_detail", min_floor_ratio=0.10, max_p95_ms=50.0),
     Goal(issue=2, scenario="workflow_list_uncached", min_floor_ratio=0.10, max_p95_ms=50.0),
     Goal(issue=3, scenario="workflow_status", min_floor_ratio=0.50, max_p95_ms=math.inf, max_p95_vs_floor=2.5),
     Goal(issue=3, scenario="workflow_list", min_floor_ratio=0.50, max_p95_ms=math.inf, max_p95_vs_floor=2.5),
+    Goal(issue=3, scenario="workflow_list_browser", min_floor_ratio=0.50, max_p95_ms=math.inf, max_p95_vs_floor=2.5),
     Goal(issue=4, scenario=JOB_ROWS[0], min_floor_ratio=0.0, max_p95_ms=10.0),
     Goal(issue=4, scenario=JOB_ROWS[1], min_floor_ratio=0.0, max_p95_ms=10.0),
     Goal(issue=5, scenario="ws_latency_100", min_floor_ratio=0.0, max_p95_ms=math.inf, max_p50_ms=5.0, max_p99_ms=15.0),

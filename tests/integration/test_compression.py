@@ -67,3 +67,17 @@ async def test_small_bodies_are_sent_as_they_are(client: AsyncTestClient) -> Non
     raw, headers = await raw_get(client, "/health", {"Accept-Encoding": "br, gzip"})
     assert "content-encoding" not in headers
     assert json.loads(raw) == {"status": "ok"}
+
+
+async def test_a_page_compressed_once_is_never_served_after_it_changed(client: AsyncTestClient, alice: Account) -> None:
+    """The hot page's compressed form is remembered; a write must still show in every coding at once."""
+    for _ in range(6):
+        await create(client, alice)
+    before = await bodies_per_coding(client, "/api/workflows", alice)
+
+    added = await create(client, alice)
+    after = await bodies_per_coding(client, "/api/workflows", alice)
+
+    assert after["br"] != before["br"]
+    assert json.loads(after["br"])["items"][0]["id"] == added["id"], "newest first, in br and gzip alike"
+    assert json.loads(after["gzip"]) == json.loads(after["identity"])
