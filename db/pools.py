@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any
 
 import asyncpg
+import msgspec
 from sqlalchemy.engine import make_url
 
 from db.statements import StatementObserver, read_pool_logger
@@ -20,10 +21,17 @@ def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def compact_json(text: bytes) -> bytes:
+    """PostgreSQL's `json_build_object` writes `{"id" : 1, "name" : "x"}`: 12 % of a workflow page is those
+    spaces. Stripping them (msgspec, without decoding) costs ~2 µs per KB, once per cache fill of a page, and
+    saves the bytes on every answer, compressed or not."""
+    return msgspec.json.format(text, indent=-1)
+
+
 async def _prepare_connection(observers: list[StatementObserver], connection: asyncpg.Connection) -> None:
-    # The binary wire format of `json` is its UTF-8 text: hand those bytes over undecoded.
+    # The binary wire format of `json` is its UTF-8 text: hand those bytes over, compacted but not decoded.
     await connection.set_type_codec(
-        "json", schema="pg_catalog", encoder=lambda value: value, decoder=lambda value: value, format="binary"
+        "json", schema="pg_catalog", encoder=lambda value: value, decoder=compact_json, format="binary"
     )
     connection.add_query_logger(read_pool_logger(observers))
 

@@ -5,7 +5,7 @@ if the generation is unchanged (one Lua script); a hit is one GET. Writers commi
 generation and delete the key. So a reader that raced a writer can never put the older answer back:
 read-your-writes holds for every client on every process.
 
-Large values (`Entry.local`, a page of 50 workflows is 66 KB) are also kept in this process, tagged with the
+Large values (`Entry.local`, a page of 50 workflows is 58 KB) are also kept in this process, tagged with the
 generation they were read under: a hit then fetches only the generation, a few bytes, instead of the value. A
 copy serves only while Redis still names its generation and for no longer than the value's own TTL (far shorter
 than the generation's), so it is exactly as fresh as the Redis copy.

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 WORKFLOW_DETAIL = "SELECT w.doc FROM roi_workflows w WHERE w.id = $1 AND w.owner_id = $2"
 
-# The owner's id (32 hex digits) followed by the JSON: the cached value carries whom it belongs to.
+# The owner's id (32 hex digits) and the JSON: the cached value carries whom it belongs to.
 OWNED_WORKFLOW_STATUS = """
-SELECT convert_to(replace(w.owner_id::text, '-', '') || json_build_object(
+SELECT replace(w.owner_id::text, '-', ''), json_build_object(
     'id', w.id, 'status', w.status, 'progress', w.progress, 'current_step', w.current_step,
     'updated_at', roi_timestamp(w.updated_at)
-)::text, 'UTF8') FROM roi_workflows w WHERE w.id = $1"""
+) FROM roi_workflows w WHERE w.id = $1"""
 
 
 def _workflow_page(status_filter: str) -> str:

@@ -92,10 +92,12 @@ class WorkflowReader:
         return result
 
     async def _owned_status(self, workflow_id: uuid.UUID) -> bytes:
-        owned: bytes | None = await self.read_pool.fetchval(queries.OWNED_WORKFLOW_STATUS, workflow_id)
-        if owned is None:
+        row = await self.read_pool.fetchrow(queries.OWNED_WORKFLOW_STATUS, workflow_id)
+        if row is None:
             raise NotFound("no workflow with this id")
-        return owned
+        owner_hex: str = row[0]
+        status: bytes = row[1]
+        return owner_hex.encode() + status
 
     async def _page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> bytes:
         if status is None:
