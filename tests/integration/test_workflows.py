@@ -61,6 +61,15 @@ async def test_status_is_the_small_hot_view(client: AsyncTestClient, alice: Acco
     assert (str(status.id), status.status, status.progress, status.current_step) == (created["id"], "draft", 0.0, None)
 
 
+async def test_answers_carry_no_padding(client: AsyncTestClient, alice: Account) -> None:
+    """PostgreSQL pads the JSON it builds (`{"id" : 1, ...}`); every answer goes out compact, cached or not."""
+    workflow = await create(client, alice)
+    for path in (f"/api/workflows/{workflow['id']}", f"/api/workflows/{workflow['id']}/status", "/api/workflows"):
+        for _ in range(2):  # the miss, then the hit
+            body = (await client.get(path, headers=alice.headers)).content
+            assert msgspec.json.format(body, indent=-1) == body, path
+
+
 async def test_list_is_newest_first_paginated_and_filtered(
     client: AsyncTestClient, alice: Account, bob: Account
 ) -> None:
