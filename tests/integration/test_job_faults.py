@@ -25,6 +25,8 @@ from tests.integration.support import Account
 from tests.integration.test_workflows import create
 from workers.queues import PriorityRedisQueue
 
+SAQ_TERMINAL = frozenset({Status.COMPLETE, Status.FAILED, Status.ABORTED})
+
 FLOWS = [-1000.0, 300.0, 400.0, 500.0]
 LONG_FLOWS = [-5000.0] + [100.0] * 99
 FAST_RECONCILER = {"WORKER_LOST_AFTER_S": "2", "WORKER_RECONCILE_INTERVAL_S": "0.5"}
@@ -135,6 +137,12 @@ async def test_runs_queued_while_a_worker_starts_all_succeed(
             return all(status in TERMINAL for status in statuses.values())
 
         await wait_until(all_ended, f"the {RACING_RUNS} runs end", deadline_s=30)
+
+        async def jobs_settled() -> bool:
+            # The run's end is committed before its job returns and SAQ marks it: wait for SAQ before the worker goes.
+            return all(job is not None and job.status in SAQ_TERMINAL for job in await app_queue.jobs(job_ids))
+
+        await wait_until(jobs_settled, "SAQ records every job's end", deadline_s=10)
     assert sorted(statuses.values()) == ["succeeded"] * RACING_RUNS
     jobs = await app_queue.jobs(job_ids)
     assert all(job is not None for job in jobs)
