@@ -137,6 +137,38 @@ class MixedReport(msgspec.Struct):
         return all(process.growth_mib <= self.flat_tolerance_mib for process in self.memory)
 
 
+class CacheSpeedup(msgspec.Struct):
+    """A cached row against the same request on the service without the cache (its `_uncached` twin)."""
+
+    scenario: str
+    requests_per_s: float
+    """Cached req/s over uncached req/s."""
+    p50_ms: float
+    uncached_p50_ms: float
+    server_cpu_us_per_request: float
+    uncached_server_cpu_us_per_request: float
+
+
+UNCACHED_SUFFIX = "_uncached"
+
+
+def cache_speedups(results: list[ScenarioResult]) -> list[CacheSpeedup]:
+    """Issue 3's "the cache's speed-up": each row measured both with and without the cache, in the same run."""
+    by_name = {result.name: result for result in results}
+    return [
+        CacheSpeedup(
+            scenario=cached.name,
+            requests_per_s=_ratio(cached.requests_per_s, uncached.requests_per_s),
+            p50_ms=cached.p50_ms,
+            uncached_p50_ms=uncached.p50_ms,
+            server_cpu_us_per_request=cached.server_cpu_us_per_request,
+            uncached_server_cpu_us_per_request=uncached.server_cpu_us_per_request,
+        )
+        for cached in results
+        if (uncached := by_name.get(cached.name + UNCACHED_SUFFIX)) is not None
+    ]
+
+
 class Report(msgspec.Struct):
     started_at: datetime.datetime
     machine: Machine
@@ -147,6 +179,7 @@ class Report(msgspec.Struct):
     """What the table's columns cannot hold (MB/s, peak memory), printed under it."""
     brief: list[TargetResult] = []
     mixed: MixedReport | None = None
+    cache_speedups: list[CacheSpeedup] = []
 
 
 def summarize(scenarios: list[Scenario], rounds: dict[str, list[Measurement]]) -> list[ScenarioResult]:
@@ -344,6 +377,12 @@ def table(report: Report) -> str:
         lines.append(_tally("brief's targets", [(t.scenario, "", t.passed) for t in report.brief]))
     if report.goals:
         lines.append(_tally("our goals", [(g.scenario, f" (#{g.issue})", g.passed) for g in report.goals]))
+    lines += [
+        f"cache speed-up, {c.scenario}: {c.requests_per_s:.2f}x the req/s without the cache; p50 "
+        f"{_number(c.uncached_p50_ms)} -> {_number(c.p50_ms)} ms; server CPU "
+        f"{c.uncached_server_cpu_us_per_request:,.0f} -> {c.server_cpu_us_per_request:,.0f} µs/req"
+        for c in report.cache_speedups
+    ]
     if report.mixed is not None:
         lines += mixed_lines(report.mixed)
     lines += report.notes

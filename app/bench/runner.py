@@ -20,6 +20,7 @@ from app.bench.report import (
     Report,
     RunSettings,
     ScenarioResult,
+    cache_speedups,
     describe_machine,
     judge,
     judge_brief,
@@ -124,6 +125,7 @@ def run_bench(
         notes=notes,
         brief=judge_brief(BRIEF, results),
         mixed=mixed,
+        cache_speedups=cache_speedups(results),
     )
     write_json(report, report_path)
     click.echo(table(report))
