@@ -126,13 +126,21 @@ class UploadService:
                 received += len(chunk)
                 if hasher is not None:
                     hasher.update(chunk)
-                if hasher is None and recording.due() and not await self.store.renew(lease, offset + received):
-                    raise ConflictError("the upload was deleted while this request appended to it")
+                if hasher is None and recording.due():
+                    await writer.sync()
+                    if not await self.store.renew(lease, offset + received):
+                        raise ConflictError("the upload was deleted while this request appended to it")
                 if pacer.due(offset + received):
                     await notifier.progress(offset + received, lease.length)
         except ClientGone:
-            await writer.close()
             kept = offset if hasher is not None else offset + received  # an unverifiable chunk is discarded
+            try:
+                if kept > offset:
+                    await writer.sync()
+            except OSError:
+                kept = offset
+            finally:
+                await writer.close()
             await self._release(lease, kept, notifier)
             raise
         except BaseException as error:
@@ -141,10 +149,17 @@ class UploadService:
             if isinstance(error, OSError):
                 raise _storage_failure(error) from error
             raise
-        await writer.close()
         if hasher is not None and checksum is not None and hasher.digest() != checksum.digest:
+            await writer.close()
             await self._release(lease, offset, notifier)
             raise tus.ChecksumMismatch(f"Upload-Checksum: the {checksum.algorithm} of the body does not match")
+        try:
+            await writer.sync()
+        except OSError as error:
+            await self._release(lease, offset, notifier)
+            raise _storage_failure(error) from error
+        finally:
+            await writer.close()
         released = await self._release(lease, offset + received, notifier)
         expires = tus.http_date(released.expires_at) if released.expires_at else None
         return Appended(released.offset, released.status, expires)

@@ -2,7 +2,9 @@
 
 The offset of record is in PostgreSQL, never in storage: a writer always starts by cutting the stored bytes back
 to that offset, so bytes written past it by a request that failed (a checksum mismatch, a lost connection, a killed
-process) are dropped before anything is appended.
+process) are dropped before anything is appended. The other way round, the offset of record never passes bytes that
+are not durable: a writer is synced before the offset moves over what it wrote, so not even a machine that loses
+power can leave PostgreSQL promising bytes the disk does not have.
 
 Several hosts would need a shared store: an S3-compatible bucket through `obstore` (async, streaming multipart
 uploads: one part per chunk, completed when the upload is) would implement the same three methods.
@@ -10,6 +12,7 @@ uploads: one part per chunk, completed when the upload is) would implement the s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -18,6 +21,10 @@ from typing import BinaryIO, Protocol
 
 class UploadWriter(Protocol):
     async def write(self, chunk: bytes) -> None: ...
+
+    async def sync(self) -> None:
+        """Make everything written so far durable; called before the offset of record moves over it."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -35,15 +42,34 @@ class UploadStorage(Protocol):
 
 
 class LocalFileWriter:
-    """Writes go to the page cache: microseconds per chunk, so they are made on the loop rather than in threads."""
+    """Writes go to the page cache: microseconds per chunk, so they are made on the loop rather than in threads.
+    Syncing waits for the disk, so it runs in a thread; a new file's directory entry is synced with it once."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, new_in: Path | None = None) -> None:
         self.fd = fd
+        self._new_in = new_in
+        self._unsynced = False
 
     async def write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
         while view:
             view = view[os.write(self.fd, view) :]
+        self._unsynced = True
+
+    async def sync(self) -> None:
+        if self._unsynced or self._new_in is not None:
+            await asyncio.to_thread(self._sync)
+
+    def _sync(self) -> None:
+        os.fdatasync(self.fd)
+        self._unsynced = False
+        if self._new_in is not None:
+            directory = os.open(self._new_in, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+            self._new_in = None
 
     async def close(self) -> None:
         os.close(self.fd)
@@ -60,14 +86,18 @@ class LocalStorage:
         return self.directory / uuid.UUID(str(upload_id)).hex
 
     async def writer(self, upload_id: uuid.UUID, offset: int) -> LocalFileWriter:
-        fd = os.open(self.path(upload_id), os.O_WRONLY | os.O_CREAT, 0o600)
+        path = self.path(upload_id)
+        try:
+            fd, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:
+            fd, created = os.open(path, os.O_WRONLY), False
         try:
             os.ftruncate(fd, offset)
             os.lseek(fd, offset, os.SEEK_SET)
         except OSError:
             os.close(fd)
             raise
-        return LocalFileWriter(fd)
+        return LocalFileWriter(fd, new_in=self.directory if created else None)
 
     def reader(self, upload_id: uuid.UUID) -> BinaryIO:
         return self.path(upload_id).open("rb")

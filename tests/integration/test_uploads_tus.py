@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import os
+import uuid
 from typing import Any
 
 import asyncpg
@@ -16,10 +18,10 @@ from app.asgi import create_app
 from app.settings import Settings
 from domain.events.bus import EventBus
 from domain.uploads.processing import expire_uploads
-from domain.uploads.storage import local_storage
+from domain.uploads.storage import LocalFileWriter, LocalStorage, local_storage
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
+from tests.integration.redis_support import free_port
 from tests.integration.support import Account, sign_up
-from tests.integration.test_cache_faults import free_port
 from tests.integration.upload_support import (
     TUS,
     append,
@@ -80,6 +82,38 @@ async def test_chunks_append_in_order_and_head_reports_the_offset_of_record(
         "processing",
     )
     assert view["expires_at"] is None
+
+
+class SyncRecordingStorage:
+    """The service's real storage, noting how many bytes each upload's file held each time it was made durable."""
+
+    def __init__(self, storage: LocalStorage) -> None:
+        self.storage = storage
+        self.synced_sizes: list[int] = []
+
+    async def writer(self, upload_id: uuid.UUID, offset: int) -> LocalFileWriter:
+        writer = await self.storage.writer(upload_id, offset)
+        real_sync = writer.sync
+
+        async def sync() -> None:
+            await real_sync()
+            self.synced_sizes.append(os.fstat(writer.fd).st_size)
+
+        writer.sync = sync  # type: ignore[method-assign]
+        return writer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+
+async def test_the_offset_of_record_never_passes_bytes_made_durable(client: AsyncTestClient, alice: Account) -> None:
+    """A machine that loses power must not leave HEAD promising bytes the disk lost: sync, then record."""
+    service = client.app.state.upload_service
+    recording = service.storage = SyncRecordingStorage(service.storage)
+    location = await create_upload(client, alice, len(LEDGER))
+    for start, end in ((0, 10), (10, 25), (25, len(LEDGER))):
+        assert (await append(client, alice, location, start, LEDGER[start:end])).status_code == 204
+        assert recording.synced_sizes[-1] == end == await offset_of(client, alice, location)
 
 
 async def test_creation_with_upload_stores_the_first_chunk_with_the_post(
