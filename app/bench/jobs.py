@@ -18,14 +18,9 @@ API's); its errors are runs that did not succeed. The workers run with the produ
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -37,10 +32,11 @@ import msgspec
 from saq import Job, Status
 from saq.job import TERMINAL_STATUSES
 
+from app.bench.accounts import sign_up
 from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.scenarios import JOB_ROWS
-from app.bench.service import BenchFailed, log_tail
-from app.factories import RegistrationFactory
+from app.bench.service import BenchFailed
+from app.bench.workers import WORKER_CONCURRENCY, WorkerProcesses, forget_queue
 from db.pools import asyncpg_dsn
 from workers.queues import PriorityRedisQueue, create_queue
 
@@ -51,12 +47,8 @@ LOWS_EATEN_PER_SAMPLE = 10
 CONCURRENT_REQUESTS = 8
 THROUGHPUT_RUNS = 200
 THROUGHPUT_WORKERS = 2
-WORKER_CONCURRENCY = 4
 POLL_S = 0.002
 JOB_DEADLINE_S = 60.0
-WORKER_READY_S = 60.0
-WORKER_STOP_S = 20.0
-FAILURE_LOG_LINES = 30
 
 T = TypeVar("T")
 
@@ -102,10 +94,6 @@ class _Accepted(msgspec.Struct):
     job_id: str
 
 
-class _Token(msgspec.Struct):
-    access_token: str
-
-
 async def measure_jobs(
     base_url: str,
     database_url: str,
@@ -122,7 +110,8 @@ async def measure_jobs(
     low_depths: list[int] = []
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as api:
-            api.headers["Authorization"] = f"Bearer {await _sign_up(api)}"
+            token, _ = await sign_up(base_url, "jobs")
+            api.headers["Authorization"] = f"Bearer {token}"
             workflows = await _create_workflows(api, plan)
             with tempfile.TemporaryDirectory(prefix="roi-bench-workers-") as work_dir:
                 workers = WorkerProcesses(environment, Path(work_dir) / "workers.log", queue)
@@ -285,15 +274,6 @@ def _succeeded(job: Job) -> bool:
     return job.status == Status.COMPLETE and job.result == "succeeded"
 
 
-async def _sign_up(api: httpx.AsyncClient) -> str:
-    """A user of the bench's own, so its workflows are apart from the seeded ones; its bearer token."""
-    registration = RegistrationFactory.build()
-    _expect(await api.post("/api/auth/register", content=msgspec.json.encode(registration)), 201)
-    credentials = {"email": registration.email, "password": registration.password}
-    login = await api.post("/api/auth/login", content=msgspec.json.encode(credentials))
-    return msgspec.json.decode(_expect(login, 200), type=_Token).access_token
-
-
 async def _create_workflows(api: httpx.AsyncClient, plan: Plan) -> Workflows:
     """Trivial workflows (4 cash flows, no simulation): one per idle and high run, the lows, the throughput batch."""
 
@@ -358,17 +338,6 @@ async def _drop_strays(queue: PriorityRedisQueue) -> None:
         raise BenchFailed(f"{BEHIND_LOW}: jobs are still queued after the low runs were cancelled")
 
 
-async def forget_queue(queue: PriorityRedisQueue) -> None:
-    """Delete SAQ's keys of the bench's queue (lanes, job records, stats): they are outside the bench's namespace."""
-    try:
-        for pattern in (f"saq:{queue.name}:*", f"saq:job:{queue.name}:*"):
-            keys = [key async for key in queue.redis.scan_iter(match=pattern, count=1000)]
-            if keys:
-                await queue.redis.delete(*keys)
-    finally:
-        await queue.disconnect()
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -389,62 +358,3 @@ def _expect(answer: httpx.Response, status_code: int) -> bytes:
         request = answer.request
         raise BenchFailed(f"jobs: {request.method} {request.url.path} answered {answer.status_code}: {answer.text}")
     return answer.content
-
-
-class WorkerProcesses:
-    """`roi worker` processes with the bench's database, Redis and namespace; their output goes to one log."""
-
-    def __init__(self, environment: dict[str, str], log_path: Path, queue: PriorityRedisQueue) -> None:
-        self.environment = {**os.environ, **environment}
-        self.log_path = log_path
-        self.queue = queue
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.known_workers: set[str] = set()
-
-    @contextmanager
-    def running(self, count: int) -> Iterator[None]:
-        """`count` fresh worker processes until the block ends, then SIGTERM (SIGKILL after WORKER_STOP_S)."""
-        command = [sys.executable, "-m", "app", "worker", "--concurrency", str(WORKER_CONCURRENCY)]
-        with self.log_path.open("ab") as log:
-            self.processes = [
-                subprocess.Popen(command, env=self.environment, stdout=log, stderr=subprocess.STDOUT)
-                for _ in range(count)
-            ]
-        try:
-            yield
-        finally:
-            for process in self.processes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            for process in self.processes:
-                try:
-                    process.wait(WORKER_STOP_S)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-            self.processes = []
-
-    async def ready(self, count: int) -> None:
-        """Until `count` new workers have registered with the queue (SAQ's worker info, written once started)."""
-        deadline = time.monotonic() + WORKER_READY_S
-        while True:
-            new = set((await self.queue.info())["workers"]) - self.known_workers
-            if len(new) >= count:
-                self.known_workers |= new
-                return
-            exited = sum(process.poll() is not None for process in self.processes)
-            if exited or time.monotonic() > deadline:
-                raise BenchFailed(
-                    f"jobs: {count} worker process(es) did not start ({exited} exited); the end of their log:\n"
-                    + log_tail(self.log_path, FAILURE_LOG_LINES)
-                )
-            await asyncio.sleep(0.05)
-
-    def cpu_s(self) -> float:
-        """User and system CPU seconds of the running worker processes so far."""
-        ticks = 0
-        for process in self.processes:
-            with suppress(FileNotFoundError):
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")

@@ -39,13 +39,16 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
-from app.bench.jobs import WorkerProcesses, forget_queue
+from app.bench.accounts import sign_up
+from app.bench.connection import Answer, Connection, UploadFailed
 from app.bench.ledgers import csv_ledger_bytes
+from app.bench.memory import Memory, process_roles, status_mib
 from app.bench.report import MixedReport, ProcessMemory, Round, RunSettings, ScenarioResult, pooled_result
 from app.bench.scenarios import MIXED, MIXED_JOB_START, MIXED_ROWS, MIXED_WS
 from app.bench.service import BenchFailed, Server
-from app.bench.uploads import TUS, Answer, Connection, Ledger, UploadFailed, tus_upload
-from app.bench.ws import EVENT_TIMEOUT_S, EventSocket, sign_up
+from app.bench.uploads import TUS, Ledger, tus_upload
+from app.bench.workers import WorkerProcesses, forget_queue
+from app.bench.ws import EVENT_TIMEOUT_S, EventSocket
 from app.factories import WorkflowCreateFactory
 from domain.events.bus import EventKeys, user_channel
 from workers.queues import PriorityRedisQueue, create_queue, parse_job_key
@@ -253,20 +256,6 @@ class User:
         return None
 
 
-@dataclass
-class Memory:
-    """VmRSS samples of the server processes, by pid."""
-
-    roles: dict[int, str]
-    samples: dict[int, list[float]] = field(default_factory=dict)
-
-    def sample(self) -> dict[int, float]:
-        now = {pid: _status_mib(pid, "VmRSS") for pid in self.roles}
-        for pid, mib in now.items():
-            self.samples.setdefault(pid, []).append(mib)
-        return now
-
-
 async def measure_mixed(
     server: Server, environment: dict[str, str], settings: RunSettings, floor: ScenarioResult
 ) -> tuple[list[ScenarioResult], MixedReport]:
@@ -288,7 +277,7 @@ async def measure_mixed(
             with workers.running(1):
                 await workers.ready(1)
                 await _subscribe(server, users, delivery_ms)
-                memory = Memory(_roles(server, workers))
+                memory = Memory(process_roles(server, workers))
                 click.echo(f"{MIXED}: {USERS} users for {duration_s:g} s", err=True)
                 start_mib = memory.sample()
                 cpu_before, client_before = server.cpu_s() + workers.cpu_s(), time.process_time()
@@ -301,7 +290,7 @@ async def measure_mixed(
                 client_cpu_s = time.process_time() - client_before
                 published = await _await_events(redis, EventKeys(namespace), users)
                 end_mib = memory.sample()
-                peaks = {pid: _status_mib(pid, "VmHWM") for pid in memory.roles}
+                peaks = {pid: status_mib(pid, "VmHWM") for pid in memory.roles}
         job_start_ms, job_errors = await _job_starts(queue, mix)
     finally:
         for user in users:
@@ -491,24 +480,3 @@ def _request(kind: str) -> str:
         "upload": f"a {LEDGER_ROWS:,}-row ledger (tus POST, then one PATCH)",
         "upload_to_ready": "tus POST to the GET that shows the ledger parsed",
     }[kind] + f"; {USERS} users, think {THINK_S:g} s"
-
-
-def _roles(server: Server, workers: WorkerProcesses) -> dict[int, str]:
-    """The processes whose memory is reported: Granian's main and workers, and the `roi worker`."""
-    roles = {server.pid: "granian main"}
-    for task in Path(f"/proc/{server.pid}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            roles[int(pid)] = "granian worker"
-    for process in workers.processes:
-        roles[process.pid] = "roi worker"
-    return roles
-
-
-def _status_mib(pid: int, field_name: str) -> float:
-    """A memory field of /proc/<pid>/status (kB) in MiB; NaN if the process is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return float("nan")
-    kib = next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field_name}:"))
-    return int(kib) / 1024

@@ -15,13 +15,13 @@ import click
 import uvloop
 
 from app.bench.loadgen import Measurement, measure
+from app.bench.machine import describe_machine
 from app.bench.report import (
     MixedReport,
     Report,
     RunSettings,
     ScenarioResult,
     cache_speedups,
-    describe_machine,
     judge,
     judge_brief,
     percentile,

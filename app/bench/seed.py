@@ -9,9 +9,10 @@ import asyncpg
 import httpx
 import msgspec
 
+from app.bench.accounts import sign_up
 from app.bench.scenarios import Seed
 from app.bench.service import BenchFailed
-from app.factories import RegistrationFactory, WorkflowCreateFactory
+from app.factories import WorkflowCreateFactory
 from db.pools import asyncpg_dsn
 from domain.workflows.service import STEP_KINDS_WITH_SIMULATION
 
@@ -29,14 +30,10 @@ class _Created(msgspec.Struct):
     steps: list[msgspec.Raw]
 
 
-class _Token(msgspec.Struct):
-    access_token: str
-
-
 async def seed(base_url: str, database_url: str) -> Seed:
     """One user with WORKFLOW_COUNT workflows; the first has STEPS_IN_DETAIL steps (the API plans 4 or 5)."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
-        token = await _sign_up(client)
+        token, _ = await sign_up(base_url, "seed")
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         gate = asyncio.Semaphore(CONCURRENT_CREATES)
 
@@ -51,14 +48,6 @@ async def seed(base_url: str, database_url: str) -> Seed:
     detailed = workflows[0]
     await _add_steps(database_url, detailed.id, first_position=len(detailed.steps))
     return Seed(token=token, workflow_id=str(detailed.id))
-
-
-async def _sign_up(client: httpx.AsyncClient) -> str:
-    registration = RegistrationFactory.build()
-    _expect(await client.post("/api/auth/register", content=msgspec.json.encode(registration)), 201)
-    credentials = {"email": registration.email, "password": registration.password}
-    login = await client.post("/api/auth/login", content=msgspec.json.encode(credentials))
-    return msgspec.json.decode(_expect(login, 200), type=_Token).access_token
 
 
 def _expect(answer: httpx.Response, status_code: int) -> bytes:

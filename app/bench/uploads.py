@@ -32,15 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-import httpx
 import msgspec
 
-from app.bench.jobs import WorkerProcesses, forget_queue
+from app.bench.accounts import sign_up
+from app.bench.connection import Answer, Connection, UploadFailed
 from app.bench.ledgers import csv_ledger_bytes
 from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.scenarios import UPLOAD_ROWS
-from app.bench.service import BenchFailed, Server, granian_server, log_tail
-from app.factories import RegistrationFactory
+from app.bench.service import FAILURE_LOG_LINES, BenchFailed, Server, granian_server, log_tail
+from app.bench.workers import WorkerProcesses, forget_queue
 from workers.queues import create_queue
 
 FLOOR_5MB, SERVICE_5MB, FLOOR_1MB, SERVICE_1MB, TO_READY = UPLOAD_ROWS
@@ -54,8 +54,6 @@ TUS = {"Tus-Resumable": "1.0.0"}
 POLL_S = 0.01
 READY_DEADLINE_S = 60.0
 MIN_READY_SAMPLES = 5
-ANSWER_TIMEOUT_S = 30.0
-FAILURE_LOG_LINES = 30
 
 
 @dataclass(frozen=True)
@@ -85,68 +83,10 @@ class Ledger:
     rows: int
 
 
-class Answer(msgspec.Struct, frozen=True):
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
 class _Upload(msgspec.Struct):
     status: str
     rows: int | None = None
     error: str | None = None
-
-
-class _Token(msgspec.Struct):
-    access_token: str
-
-
-class UploadFailed(Exception):
-    """One upload answered other than the protocol says; counted as an error of its row."""
-
-
-class Connection:
-    """One HTTP/1.1 keep-alive connection: a request written as its head and the body's memoryview, no copies;
-    the answer read by Content-Length (every answer here has one)."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def request(self, method: str, path: str, headers: dict[str, str], body: memoryview | None = None) -> Answer:
-        fields = {"Host": self.server.address, **headers, "Content-Length": str(len(body) if body else 0)}
-        head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
-        try:
-            if self.streams is None:
-                self.streams = await asyncio.open_connection(self.server.host, self.server.port)
-            reader, writer = self.streams
-            writer.write(head.encode())
-            if body:
-                writer.write(body)
-            await writer.drain()
-            answer = await asyncio.wait_for(self._answer(reader), ANSWER_TIMEOUT_S)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as error:
-            self.close()
-            raise UploadFailed(f"{method} {path}: {error!r}") from error
-        if answer.headers.get("connection", "").lower() == "close":
-            self.close()
-        return answer
-
-    @staticmethod
-    async def _answer(reader: asyncio.StreamReader) -> Answer:
-        status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        headers = {}
-        for line in lines:
-            if line:
-                name, value = line.split(":", 1)
-                headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        return Answer(int(status_line.split()[1]), headers, await reader.readexactly(length) if length else b"")
-
-    def close(self) -> None:
-        if self.streams is not None:
-            self.streams[1].close()
-            self.streams = None
 
 
 async def measure_uploads(
@@ -167,7 +107,7 @@ async def measure_uploads(
             floor_environment = {"UPLOAD_FLOOR_DIR": str(work / "floor")}
             with granian_server(FLOOR_FACTORY, floor_environment, settings.workers, work / "floor.log") as upload_floor:
                 click.echo(f"roi bench: upload floor on {upload_floor.base_url}", err=True)
-                token = await _sign_up(server.base_url)
+                token, _ = await sign_up(server.base_url, "uploads")
                 floor_client, service_client = Connection(upload_floor), Connection(server)
                 rows: dict[str, Callable[[], Awaitable[float]]] = {
                     FLOOR_5MB: lambda: _floor_upload(floor_client, ledger, CHUNKS[FLOOR_5MB]),
@@ -455,15 +395,3 @@ def _workers_peak_rss(server: Server) -> list[int]:
             kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
             peaks.append(int(kib) * 1024)
     return sorted(peaks)
-
-
-async def _sign_up(base_url: str) -> str:
-    """A user of the bench's own for the uploads; its bearer token."""
-    registration = RegistrationFactory.build()
-    body = {"email": registration.email, "password": registration.password, "name": registration.name}
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as api:
-        created = await api.post("/api/auth/register", json=body)
-        login = await api.post("/api/auth/login", json={k: body[k] for k in ("email", "password")})
-    if created.status_code != 201 or login.status_code != 200:
-        raise BenchFailed(f"uploads: cannot sign up: {created.status_code} {login.status_code} {login.text}")
-    return msgspec.json.decode(login.content, type=_Token).access_token

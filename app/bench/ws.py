@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-import httpx
 import msgspec
 from redis.asyncio import Redis
 
+from app.bench.accounts import sign_up
 from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.service import BenchFailed, Server
-from app.factories import RegistrationFactory
 from domain.events.bus import EventBus, user_channel
 
 SUBSCRIBERS = (100, 1000)
@@ -53,14 +52,6 @@ class Phase:
     elapsed_s: float = 0.0
     client_cpu_s: float = 0.0
     server_cpu_s: float = 0.0
-
-
-class _Token(msgspec.Struct):
-    access_token: str
-
-
-class _Registered(msgspec.Struct):
-    id: str
 
 
 class Fanout:
@@ -222,7 +213,7 @@ async def measure_ws(
     results: list[ScenarioResult] = []
     idle_bytes: dict[int, list[float]] = {subscribers: [] for subscribers in SUBSCRIBERS}
     try:
-        token, user_id = await sign_up(server.base_url)
+        token, user_id = await sign_up(server.base_url, "ws")
         for subscribers in SUBSCRIBERS:
             channel = user_channel(user_id)
             rounds: dict[str, list[Phase]] = {"latency": [], "throughput": []}
@@ -278,19 +269,6 @@ async def measure_ws(
             "(workers' RSS growth / sockets, the most of any round: later rounds reuse memory freed before)"
         )
     return results
-
-
-async def sign_up(base_url: str, scenario: str = "ws") -> tuple[str, str]:
-    """A user of the bench's own: its bearer token and its id (its channel is `user:<id>`)."""
-    registration = RegistrationFactory.build()
-    body = {"email": registration.email, "password": registration.password, "name": registration.name}
-    async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as api:
-        created = await api.post("/api/auth/register", json=body)
-        login = await api.post("/api/auth/login", json={k: body[k] for k in ("email", "password")})
-    if created.status_code != 201 or login.status_code != 200:
-        raise BenchFailed(f"{scenario}: cannot sign up: {created.status_code} {login.status_code} {login.text}")
-    user = msgspec.json.decode(created.content, type=_Registered)
-    return msgspec.json.decode(login.content, type=_Token).access_token, user.id
 
 
 async def _subscribe_all(server: Server, token: str, channel: str, fanout: Fanout) -> list[Subscriber]:
