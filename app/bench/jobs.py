@@ -35,7 +35,7 @@ from saq.job import TERMINAL_STATUSES
 from app.bench.accounts import sign_up
 from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.scenarios import JOB_ROWS
-from app.bench.service import BenchFailed
+from app.bench.service import BenchFailed, expect
 from app.bench.workers import WORKER_CONCURRENCY, WorkerProcesses, forget_queue
 from db.pools import asyncpg_dsn
 from workers.queues import PriorityRedisQueue, create_queue
@@ -280,7 +280,7 @@ async def _create_workflows(api: httpx.AsyncClient, plan: Plan) -> Workflows:
     async def create(priority: str) -> str:
         body = {"name": f"bench {priority}", "priority": priority, **TRIVIAL}
         answer = await api.post("/api/workflows", content=msgspec.json.encode(body))
-        return msgspec.json.decode(_expect(answer, 201), type=_Created).id
+        return msgspec.json.decode(expect(answer, 201, "jobs"), type=_Created).id
 
     priorities = ["normal", "high", *["low"] * plan.lows, *["normal"] * THROUGHPUT_RUNS]
     ids = await _concurrently(priorities, create)
@@ -289,13 +289,13 @@ async def _create_workflows(api: httpx.AsyncClient, plan: Plan) -> Workflows:
 
 async def _run(api: httpx.AsyncClient, workflow_id: str) -> str:
     answer = await api.post(f"/api/workflows/{workflow_id}/run")
-    return msgspec.json.decode(_expect(answer, 202), type=_Accepted).job_id
+    return msgspec.json.decode(expect(answer, 202, "jobs"), type=_Accepted).job_id
 
 
 async def _cancel(api: httpx.AsyncClient, workflow_id: str) -> None:
     answer = await api.post(f"/api/workflows/{workflow_id}/cancel")
     if answer.status_code != 409:  # it ended meanwhile
-        _expect(answer, 202)
+        expect(answer, 202, "jobs")
 
 
 async def _queued(database_url: str) -> list[str]:
@@ -351,10 +351,3 @@ async def _concurrently(items: list[str], call: Callable[[str], Awaitable[T]]) -
             return await call(item)
 
     return list(await asyncio.gather(*(one(item) for item in items)))
-
-
-def _expect(answer: httpx.Response, status_code: int) -> bytes:
-    if answer.status_code != status_code:
-        request = answer.request
-        raise BenchFailed(f"jobs: {request.method} {request.url.path} answered {answer.status_code}: {answer.text}")
-    return answer.content

@@ -26,19 +26,21 @@ class Memory:
 def process_roles(server: Server, workers: WorkerProcesses) -> dict[int, str]:
     """The processes whose memory is reported: Granian's main and workers, and the `roi worker`."""
     roles = {server.pid: "granian main"}
-    for task in Path(f"/proc/{server.pid}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            roles[int(pid)] = "granian worker"
+    roles.update((pid, "granian worker") for pid in server.worker_pids())
     for process in workers.processes:
         roles[process.pid] = "roi worker"
     return roles
 
 
+def status_bytes(pid: int, field_name: str) -> int:
+    """A memory field of /proc/<pid>/status (VmRSS, VmHWM), in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field_name}:"))) * 1024
+
+
 def status_mib(pid: int, field_name: str) -> float:
-    """A memory field of /proc/<pid>/status (kB) in MiB; NaN if the process is gone."""
+    """The same in MiB; NaN if the process is gone."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
+        return status_bytes(pid, field_name) / (1 << 20)
     except FileNotFoundError:
         return float("nan")
-    kib = next(line.split()[1] for line in status.splitlines() if line.startswith(f"{field_name}:"))
-    return int(kib) / 1024

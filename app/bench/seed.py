@@ -11,7 +11,7 @@ import msgspec
 
 from app.bench.accounts import sign_up
 from app.bench.scenarios import Seed
-from app.bench.service import BenchFailed
+from app.bench.service import expect
 from app.factories import WorkflowCreateFactory
 from db.pools import asyncpg_dsn
 from domain.workflows.service import STEP_KINDS_WITH_SIMULATION
@@ -42,19 +42,12 @@ async def seed(base_url: str, database_url: str) -> Seed:
                 answer = await client.post(
                     "/api/workflows", content=msgspec.json.encode(WorkflowCreateFactory.build()), headers=headers
                 )
-            return msgspec.json.decode(_expect(answer, 201), type=_Created)
+            return msgspec.json.decode(expect(answer, 201, "seeding"), type=_Created)
 
         workflows = await asyncio.gather(*(create() for _ in range(WORKFLOW_COUNT)))
     detailed = workflows[0]
     await _add_steps(database_url, detailed.id, first_position=len(detailed.steps))
     return Seed(token=token, workflow_id=str(detailed.id))
-
-
-def _expect(answer: httpx.Response, status_code: int) -> bytes:
-    if answer.status_code != status_code:
-        request = answer.request
-        raise BenchFailed(f"seeding: {request.method} {request.url.path} answered {answer.status_code}: {answer.text}")
-    return answer.content
 
 
 async def _add_steps(database_url: str, workflow_id: uuid.UUID, first_position: int) -> None:

@@ -53,20 +53,40 @@ class Server(msgspec.Struct, frozen=True):
     def base_url(self) -> str:
         return f"http://{self.address}"
 
+    def worker_pids(self) -> list[int]:
+        """Granian's worker processes: the children of its main process."""
+        return [
+            int(pid)
+            for task in Path(f"/proc/{self.pid}/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+
     def cpu_s(self) -> float:
         """User and system CPU seconds of Granian and its workers so far.
 
         Why: on 2 shared cores req/s moves with everything else running; the service's CPU per request does not.
         """
-        pids = [self.pid]
-        for task in Path(f"/proc/{self.pid}/task").iterdir():
-            pids += map(int, (task / "children").read_text().split())
-        ticks = 0
-        for pid in pids:
-            with suppress(FileNotFoundError):  # a worker that just exited
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[PROC_STAT_UTIME]) + int(fields[PROC_STAT_STIME])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds([self.pid, *self.worker_pids()])
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of `pids` so far; a process that just exited counts nothing."""
+    ticks = 0
+    for pid in pids:
+        with suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[PROC_STAT_UTIME]) + int(fields[PROC_STAT_STIME])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def expect(answer: httpx.Response, status_code: int, scenario: str) -> bytes:
+    """The body of an answer the bench relies on; any other status stops the bench, naming the request."""
+    if answer.status_code != status_code:
+        request = answer.request
+        raise BenchFailed(
+            f"{scenario}: {request.method} {request.url.path} answered {answer.status_code}: {answer.text}"
+        )
+    return answer.content
 
 
 @contextmanager

@@ -37,6 +37,7 @@ import msgspec
 from app.bench.accounts import sign_up
 from app.bench.connection import Answer, Connection, UploadFailed
 from app.bench.ledgers import csv_ledger_bytes
+from app.bench.memory import status_bytes
 from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.scenarios import UPLOAD_ROWS
 from app.bench.service import FAILURE_LOG_LINES, BenchFailed, Server, granian_server, log_tail
@@ -387,11 +388,5 @@ def _mib(sizes: list[int]) -> str:
 
 
 def _workers_peak_rss(server: Server) -> list[int]:
-    """The peak resident bytes (VmHWM) of each of Granian's worker processes (the children of its main process)."""
-    peaks = []
-    for task in Path(f"/proc/{server.pid}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            status = Path(f"/proc/{pid}/status").read_text()
-            kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))
-            peaks.append(int(kib) * 1024)
-    return sorted(peaks)
+    """The peak resident bytes (VmHWM) of each of Granian's worker processes."""
+    return sorted(status_bytes(pid, "VmHWM") for pid in server.worker_pids())

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-from app.bench.service import FAILURE_LOG_LINES, BenchFailed, log_tail
+from app.bench.service import FAILURE_LOG_LINES, BenchFailed, cpu_seconds, log_tail
 from workers.queues import PriorityRedisQueue
 
 WORKER_CONCURRENCY = 4
@@ -82,9 +82,4 @@ class WorkerProcesses:
 
     def cpu_s(self) -> float:
         """User and system CPU seconds of the running worker processes so far."""
-        ticks = 0
-        for process in self.processes:
-            with suppress(FileNotFoundError):
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds([process.pid for process in self.processes])

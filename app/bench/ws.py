@@ -23,13 +23,13 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import click
 import msgspec
 from redis.asyncio import Redis
 
 from app.bench.accounts import sign_up
+from app.bench.memory import status_bytes
 from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
 from app.bench.service import BenchFailed, Server
 from domain.events.bus import EventBus, user_channel
@@ -390,11 +390,5 @@ def _result(name: str, request: str, phases: list[Phase], floor: ScenarioResult)
 
 
 def _workers_rss(server: Server) -> int:
-    """Resident bytes of Granian's worker processes (the children of its main process)."""
-    total = 0
-    for task in Path(f"/proc/{server.pid}/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            status = Path(f"/proc/{pid}/status").read_text()
-            kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
-            total += int(kib) * 1024
-    return total
+    """Resident bytes of Granian's worker processes."""
+    return sum(status_bytes(pid, "VmRSS") for pid in server.worker_pids())

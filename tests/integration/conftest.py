@@ -20,6 +20,7 @@ from app.settings import Settings
 from db.migrate import upgrade
 from db.pools import asyncpg_dsn
 from tests.integration.queue_support import forget_queue, queue_name
+from tests.integration.redis_support import OwnRedis
 from tests.integration.support import Account, sign_up
 from workers.queues import PriorityRedisQueue, create_queue
 
@@ -153,3 +154,15 @@ async def app_queue(settings: Settings) -> AsyncIterator[PriorityRedisQueue]:
     finally:
         await queue.disconnect()
         await forget_queue(settings.redis_url, queue_name(settings))
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A Valkey of the test's own, for tests that freeze, kill or count commands on Redis."""
+    redis = OwnRedis(tmp_path)
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.thaw()
+        redis.kill()

@@ -71,7 +71,8 @@ class OwnRedis:
 
     def thaw(self) -> None:
         assert self.process is not None
-        os.kill(self.process.pid, signal.SIGCONT)
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)
 
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
@@ -16,17 +15,6 @@ from tests.integration.redis_support import OwnRedis, free_port, wait_for
 from tests.integration.support import Account, sign_up
 from tests.integration.test_cache import StatementCounter
 from tests.integration.test_workflows import create
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    redis = OwnRedis(tmp_path)
-    redis.start()
-    yield redis
-    assert redis.process is not None
-    redis.thaw()
-    redis.process.kill()
-    redis.process.wait()
 
 
 @pytest.fixture

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -44,16 +41,6 @@ async def test_the_database_in_the_url_is_the_one_read(settings: Settings) -> No
         await other.delete(key)
         await other.aclose()
         client.close()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    redis = OwnRedis(tmp_path)
-    redis.start()
-    yield redis
-    assert redis.process is not None
-    redis.thaw()
-    redis.kill()
 
 
 async def test_identical_reads_asked_together_reach_redis_once(own_redis: OwnRedis) -> None:

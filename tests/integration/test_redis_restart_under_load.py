@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import msgspec
-import pytest
 
 from app.settings import Settings
 from tests.integration.redis_support import OwnRedis
@@ -20,24 +18,12 @@ from tests.integration.ws_support import live_server
 LOAD_CLIENTS = 8
 
 
-@pytest.fixture
-def redis_to_restart(tmp_path: Path) -> Iterator[OwnRedis]:
-    redis = OwnRedis(tmp_path)
-    redis.start()
-    try:
-        yield redis
-    finally:
-        assert redis.process is not None
-        redis.process.kill()
-        redis.process.wait()
-
-
 async def test_redis_restarted_mid_load_causes_no_5xx_and_leaves_no_stale_cache(
     settings: Settings,
-    redis_to_restart: OwnRedis,
+    own_redis: OwnRedis,
     tmp_path: Path,
 ) -> None:
-    ours = msgspec.structs.replace(settings, redis_url=redis_to_restart.url)
+    ours = msgspec.structs.replace(settings, redis_url=own_redis.url)
     with live_server(ours, tmp_path, workers=2) as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as api:
             body = {"email": "erin@example.com", "password": "correct horse battery"}
@@ -66,10 +52,10 @@ async def test_redis_restarted_mid_load_causes_no_5xx_and_leaves_no_stale_cache(
 
             load = [asyncio.create_task(steady_traffic(number)) for number in range(LOAD_CLIENTS)]
             await _until(lambda: sum(statuses.values()) > 200)
-            redis_to_restart.kill()
+            own_redis.kill()
             served_while_down = sum(statuses.values())
             await _until(lambda: sum(statuses.values()) > served_while_down + 200)
-            redis_to_restart.start()
+            own_redis.start()
             await _until(lambda: sum(statuses.values()) > served_while_down + 600)
             stop.set()
             await asyncio.gather(*load)
