@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 import tempfile
@@ -199,9 +200,15 @@ def bench(
     output: str | None,
 ) -> None:
     """Load the service on its own servers; report req/s and latencies against the /health floor of the same run."""
-    from app.bench.runner import run_bench
-
-    run_bench(
+    try:
+        # By name: the benchmark lives beside the product in a checkout and is not installed with it.
+        runner = importlib.import_module("bench.runner")
+    except ModuleNotFoundError as error:
+        missing = "the bench/ folder" if (error.name or "").startswith("bench") else f"the package {error.name}"
+        raise click.ClickException(
+            f"roi bench runs from a source checkout installed with `pip install -e '.[dev]'`; {missing} is missing"
+        ) from error
+    runner.run_bench(
         workers=workers,
         connections=connections,
         duration_s=duration,

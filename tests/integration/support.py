@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar.testing import AsyncTestClient
 
-from app.factories import RegistrationFactory
+from testkit.factories import RegistrationFactory
 
 
 class Account:

@@ -8,7 +8,7 @@ import jwt
 import pytest
 from litestar.testing import AsyncTestClient
 
-from app.factories import RegistrationFactory
+from testkit.factories import RegistrationFactory
 from tests.integration.support import Account
 
 

@@ -12,9 +12,9 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from app.factories import RegistrationFactory
 from app.settings import Settings
 from domain.accounts.security import ADMIN_UI_COOKIE
+from testkit.factories import RegistrationFactory
 from tests.integration.jobs_support import (
     running_worker,
     start_run,

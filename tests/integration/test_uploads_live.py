@@ -20,8 +20,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from tusclient.client import TusClient
 
-from app.bench.ledgers import csv_ledger_bytes, write_xlsx_ledger
 from app.settings import Settings
+from testkit.ledgers import csv_ledger_bytes, write_xlsx_ledger
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.support import Account
 from tests.integration.upload_support import append, create_upload, offset_of, stored_file, upload_view

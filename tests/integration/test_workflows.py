@@ -9,8 +9,8 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from app.factories import WorkflowCreateFactory
 from domain.workflows.schemas import WorkflowOut, WorkflowPage, WorkflowStatus
+from testkit.factories import WorkflowCreateFactory
 from tests.integration.support import Account
 
 

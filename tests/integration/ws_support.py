@@ -19,8 +19,8 @@ import jwt
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from app.bench.service import Server, granian_server
 from app.settings import Settings
+from testkit.granian import Server, granian_server
 
 RECEIVE_TIMEOUT_S = 10.0
 

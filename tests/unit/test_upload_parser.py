@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from app.bench.ledgers import csv_ledger_bytes, write_csv_ledger, write_xlsx_ledger
 from domain.uploads import parser
 from domain.uploads.parser import MAX_PERIODS, Ledger, LedgerError, detect_format, parse_ledger
+from testkit.ledgers import csv_ledger_bytes, write_csv_ledger, write_xlsx_ledger
 
 
 def parse(data: bytes) -> Ledger:

@@ -1,10 +1,9 @@
-"""The service under test: a throwaway database and Redis namespace, and Granian as a child process of its own."""
+"""Granian serving an app factory as a child process of its own: for the tests that need a real server and for
+the benchmark, which measures one."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -14,14 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import asyncpg
 import click
 import httpx
 import msgspec
-import redis
-from sqlalchemy.engine import make_url
-
-from db.pools import asyncpg_dsn
 
 READY_TIMEOUT_S = 60.0
 READY_POLL_INTERVAL_S = 0.1
@@ -34,8 +28,8 @@ PROC_STAT_UTIME = 11
 PROC_STAT_STIME = 12
 
 
-class BenchFailed(click.ClickException):
-    """The bench could not run; click prints the message and exits with code 1."""
+class ServerFailed(click.ClickException):
+    """The server did not come up; the message carries the end of its log (click prints it for `roi bench`)."""
 
 
 class Server(msgspec.Struct, frozen=True):
@@ -79,59 +73,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def expect(answer: httpx.Response, status_code: int, scenario: str) -> bytes:
-    """The body of an answer the bench relies on; any other status stops the bench, naming the request."""
-    if answer.status_code != status_code:
-        request = answer.request
-        raise BenchFailed(
-            f"{scenario}: {request.method} {request.url.path} answered {answer.status_code}: {answer.text}"
-        )
-    return answer.content
-
-
-@contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new database on the server of `server_url`, dropped afterwards, so the bench never touches real data."""
-    name = f"roi_bench_{secrets.token_hex(4)}"
-    admin_dsn = asyncpg_dsn(server_url)
-    try:
-        asyncio.run(_execute(admin_dsn, f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as error:
-        raise BenchFailed(f"cannot create the bench database on {_without_password(server_url)}: {error}") from error
-    try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_execute(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _execute(dsn: str, statement: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-def _without_password(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-@contextmanager
-def redis_namespace(redis_url: str) -> Iterator[str]:
-    """A key prefix of this run's own, whose keys are deleted afterwards: the configured Redis may be shared."""
-    namespace = f"roi-bench-{secrets.token_hex(4)}"
-    try:
-        yield namespace
-    finally:
-        client = redis.Redis.from_url(redis_url)
-        try:
-            keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
-
-
 @contextmanager
 def granian_server(factory: str, environment: dict[str, str], workers: int, log_path: Path) -> Iterator[Server]:
     """Serve the app of `factory` with Granian until the block ends; yields it once `/ready` answers 200.
@@ -166,7 +107,7 @@ def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path)
     with httpx.Client(base_url=base_url, timeout=READY_POLL_INTERVAL_S * 10) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise BenchFailed(
+                raise ServerFailed(
                     f"the server exited with code {process.returncode} before it was ready.\n" + _failure_log(log_path)
                 )
             try:
@@ -178,7 +119,7 @@ def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path)
                     return
                 last_answer = f"{answer.status_code} {answer.text}"
             time.sleep(READY_POLL_INTERVAL_S)
-    raise BenchFailed(
+    raise ServerFailed(
         f"the server was not ready after {READY_TIMEOUT_S:.0f} s (last answer: {last_answer}).\n"
         + _failure_log(log_path)
     )

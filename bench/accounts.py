@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import msgspec
 
-from app.bench.service import BenchFailed
-from app.factories import RegistrationFactory
+from bench.service import BenchFailed
+from testkit.factories import RegistrationFactory
 
 
 class _Registered(msgspec.Struct):

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.bench.service import FAILURE_LOG_LINES, BenchFailed, cpu_seconds, log_tail
+from bench.service import BenchFailed
+from testkit.granian import FAILURE_LOG_LINES, cpu_seconds, log_tail
 from workers.queues import PriorityRedisQueue
 
 WORKER_CONCURRENCY = 4

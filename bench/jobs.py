@@ -32,11 +32,11 @@ import msgspec
 from saq import Job, Status
 from saq.job import TERMINAL_STATUSES
 
-from app.bench.accounts import sign_up
-from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
-from app.bench.scenarios import JOB_ROWS
-from app.bench.service import BenchFailed, expect
-from app.bench.workers import WORKER_CONCURRENCY, WorkerProcesses, forget_queue
+from bench.accounts import sign_up
+from bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
+from bench.scenarios import JOB_ROWS
+from bench.service import BenchFailed, expect
+from bench.workers import WORKER_CONCURRENCY, WorkerProcesses, forget_queue
 from db.pools import asyncpg_dsn
 from workers.queues import PriorityRedisQueue, create_queue
 

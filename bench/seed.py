@@ -9,12 +9,12 @@ import asyncpg
 import httpx
 import msgspec
 
-from app.bench.accounts import sign_up
-from app.bench.scenarios import Seed
-from app.bench.service import expect
-from app.factories import WorkflowCreateFactory
+from bench.accounts import sign_up
+from bench.scenarios import Seed
+from bench.service import expect
 from db.pools import asyncpg_dsn
 from domain.workflows.service import STEP_KINDS_WITH_SIMULATION
+from testkit.factories import WorkflowCreateFactory
 
 WORKFLOW_COUNT = 200
 STEPS_IN_DETAIL = 20

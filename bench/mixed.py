@@ -39,18 +39,19 @@ import httpx
 import msgspec
 from redis.asyncio import Redis
 
-from app.bench.accounts import sign_up
-from app.bench.connection import Answer, Connection, UploadFailed
-from app.bench.ledgers import csv_ledger_bytes
-from app.bench.memory import Memory, process_roles, status_mib
-from app.bench.report import MixedReport, ProcessMemory, Round, RunSettings, ScenarioResult, pooled_result
-from app.bench.scenarios import MIXED, MIXED_JOB_START, MIXED_ROWS, MIXED_WS
-from app.bench.service import BenchFailed, Server
-from app.bench.uploads import TUS, Ledger, tus_upload
-from app.bench.workers import WorkerProcesses, forget_queue
-from app.bench.ws import EVENT_TIMEOUT_S, EventSocket
-from app.factories import WorkflowCreateFactory
+from bench.accounts import sign_up
+from bench.connection import Answer, Connection, UploadFailed
+from bench.memory import Memory, process_roles, status_mib
+from bench.report import MixedReport, ProcessMemory, Round, RunSettings, ScenarioResult, pooled_result
+from bench.scenarios import MIXED, MIXED_JOB_START, MIXED_ROWS, MIXED_WS
+from bench.service import BenchFailed
+from bench.uploads import TUS, Ledger, tus_upload
+from bench.workers import WorkerProcesses, forget_queue
+from bench.ws import EVENT_TIMEOUT_S, EventSocket
 from domain.events.bus import EventKeys, user_channel
+from testkit.factories import WorkflowCreateFactory
+from testkit.granian import Server
+from testkit.ledgers import csv_ledger_bytes
 from workers.queues import PriorityRedisQueue, create_queue, parse_job_key
 
 USERS = 20

@@ -6,7 +6,7 @@ import asyncio
 
 import msgspec
 
-from app.bench.service import Server
+from testkit.granian import Server
 
 ANSWER_TIMEOUT_S = 30.0
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import click
 import uvloop
 
-from app.bench.loadgen import Measurement, measure
-from app.bench.machine import describe_machine
-from app.bench.report import (
+from app.settings import get_settings
+from bench.loadgen import Measurement, measure
+from bench.machine import describe_machine
+from bench.report import (
     MixedReport,
     Report,
     RunSettings,
@@ -29,7 +30,7 @@ from app.bench.report import (
     table,
     write_json,
 )
-from app.bench.scenarios import (
+from bench.scenarios import (
     BRIEF,
     FLOOR,
     GOALS,
@@ -42,9 +43,9 @@ from app.bench.scenarios import (
     Scenario,
     Target,
 )
-from app.bench.seed import STEPS_IN_DETAIL, WORKFLOW_COUNT, seed
-from app.bench.service import BenchFailed, Server, fresh_database, granian_server, log_tail, redis_namespace
-from app.settings import get_settings
+from bench.seed import STEPS_IN_DETAIL, WORKFLOW_COUNT, seed
+from bench.service import BenchFailed, fresh_database, redis_namespace
+from testkit.granian import Server, granian_server, log_tail
 
 DURATION_S = 10.0
 WARMUP_S = 1.0
@@ -96,22 +97,22 @@ def run_bench(
         results = uvloop.run(_bench(servers, database_url, redis_url, scenarios, settings))
         floor = next(result for result in results if result.name == FLOOR)
         if JOBS in others:
-            from app.bench.jobs import measure_jobs
+            from bench.jobs import measure_jobs
 
             results += uvloop.run(
                 measure_jobs(deployed.base_url, database_url, redis_url, environment, settings, quick, floor)
             )
         if WS in others:
-            from app.bench.ws import measure_ws
+            from bench.ws import measure_ws
 
             results += uvloop.run(measure_ws(deployed, redis_url, namespace, settings, quick, floor))
         if UPLOADS in others:
-            from app.bench.uploads import measure_uploads
+            from bench.uploads import measure_uploads
 
             upload_results, notes = uvloop.run(measure_uploads(deployed, environment, settings, quick, floor))
             results += upload_results
         if MIXED in others:
-            from app.bench.mixed import measure_mixed
+            from bench.mixed import measure_mixed
 
             mixed_results, mixed = uvloop.run(measure_mixed(deployed, environment, settings, floor))
             results += mixed_results
@@ -135,7 +136,7 @@ def run_bench(
 
 def _plot(report: Report, path: Path) -> None:
     """The latency plot beside the JSON; without matplotlib, one line that says how to get it."""
-    from app.bench.plot import PLOT_HINT, write_plot
+    from bench.plot import PLOT_HINT, write_plot
 
     if write_plot(report, path):
         click.echo(f"wrote {path}")

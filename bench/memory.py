@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.bench.service import Server
-from app.bench.workers import WorkerProcesses
+from bench.workers import WorkerProcesses
+from testkit.granian import Server
 
 
 @dataclass

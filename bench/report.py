@@ -11,9 +11,9 @@ from pathlib import Path
 
 import msgspec
 
-from app.bench.loadgen import Measurement
-from app.bench.machine import Machine
-from app.bench.scenarios import FLOOR, BriefTarget, Goal, Scenario
+from bench.loadgen import Measurement
+from bench.machine import Machine
+from bench.scenarios import FLOOR, BriefTarget, Goal, Scenario
 
 
 class RunSettings(msgspec.Struct):

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.bench.report import GoalResult, Report, ScenarioResult
-from app.bench.scenarios import BRIEF, GOALS, Goal
+from bench.report import GoalResult, Report, ScenarioResult
+from bench.scenarios import BRIEF, GOALS, Goal
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

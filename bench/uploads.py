@@ -34,14 +34,15 @@ from pathlib import Path
 import click
 import msgspec
 
-from app.bench.accounts import sign_up
-from app.bench.connection import Answer, Connection, UploadFailed
-from app.bench.ledgers import csv_ledger_bytes
-from app.bench.memory import status_bytes
-from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
-from app.bench.scenarios import UPLOAD_ROWS
-from app.bench.service import FAILURE_LOG_LINES, BenchFailed, Server, granian_server, log_tail
-from app.bench.workers import WorkerProcesses, forget_queue
+from bench.accounts import sign_up
+from bench.connection import Answer, Connection, UploadFailed
+from bench.memory import status_bytes
+from bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
+from bench.scenarios import UPLOAD_ROWS
+from bench.service import BenchFailed
+from bench.workers import WorkerProcesses, forget_queue
+from testkit.granian import FAILURE_LOG_LINES, Server, granian_server, log_tail
+from testkit.ledgers import csv_ledger_bytes
 from workers.queues import create_queue
 
 FLOOR_5MB, SERVICE_5MB, FLOOR_1MB, SERVICE_1MB, TO_READY = UPLOAD_ROWS

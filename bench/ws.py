@@ -28,11 +28,12 @@ import click
 import msgspec
 from redis.asyncio import Redis
 
-from app.bench.accounts import sign_up
-from app.bench.memory import status_bytes
-from app.bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
-from app.bench.service import BenchFailed, Server
+from bench.accounts import sign_up
+from bench.memory import status_bytes
+from bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
+from bench.service import BenchFailed
 from domain.events.bus import EventBus, user_channel
+from testkit.granian import Server
 
 SUBSCRIBERS = (100, 1000)
 PACED_EVENTS_PER_S = 20.0
