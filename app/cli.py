@@ -27,15 +27,15 @@ def service_urls(settings: Settings) -> Iterator[Settings]:
     with ExitStack() as servers:
         changes: dict[str, str] = {}
         if not settings.database_url:
-            click.echo(f"No DATABASE_URL: starting embedded PostgreSQL under {settings.roi_data_dir}", err=True)
             postgres = start_postgres(settings.roi_data_dir)
             servers.callback(postgres.stop)
             changes["database_url"] = postgres.url
+            click.echo(f"No DATABASE_URL: started embedded PostgreSQL, its data in {postgres.data}", err=True)
         if not settings.redis_url:
-            click.echo(f"No REDIS_URL: starting embedded Valkey under {settings.roi_data_dir}", err=True)
             valkey = start_valkey(settings.roi_data_dir)
             servers.callback(valkey.stop)
             changes["redis_url"] = valkey.url
+            click.echo(f"No REDIS_URL: started embedded Valkey, its data in {valkey.data}", err=True)
         os.environ.update({name.upper(): value for name, value in changes.items()})
         os.environ.setdefault("SECRET_KEY", settings.secret_key)
         # Absolute, so that API and worker processes agree on where uploads live whatever their directory.

@@ -68,6 +68,8 @@ class EmbeddedServer:
     url: str
     process: subprocess.Popen[bytes] = field(repr=False)
     stop_signal: signal.Signals = field(repr=False)
+    data: Path | None = None
+    """Where the server keeps its data."""
 
     def stop(self, timeout: float = 10.0) -> None:
         """Shut down cleanly so data reaches disk; kill after `timeout` so no server outlives us.
@@ -108,7 +110,9 @@ def start_postgres(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     command += ["-c", f"unix_socket_directories={socket_dir}", "-c", f"max_connections={MAX_CONNECTIONS}"]
     url = f"postgresql+asyncpg://{SUPERUSER}@127.0.0.1:{port}/{DATABASE_NAME}"
     is_ready = partial(_postgres_accepts_connections, bin_dir, port)
-    return _launch("postgres", url, command, signal.SIGINT, log, is_ready, account)
+    server = _launch("postgres", url, command, signal.SIGINT, log, is_ready, account)
+    server.data = pgdata
+    return server
 
 
 def start_valkey(data_dir: Path) -> EmbeddedServer:
@@ -120,7 +124,11 @@ def start_valkey(data_dir: Path) -> EmbeddedServer:
     command = [str(valkey_server_path()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(valkey_dir)]
     command += ["--shutdown-on-sigterm", "save", "--daemonize", "no"]
     is_ready = partial(_valkey_answers_ping, port)
-    return _launch("valkey", f"redis://127.0.0.1:{port}/0", command, signal.SIGTERM, data_dir / "valkey.log", is_ready)
+    server = _launch(
+        "valkey", f"redis://127.0.0.1:{port}/0", command, signal.SIGTERM, data_dir / "valkey.log", is_ready
+    )
+    server.data = valkey_dir
+    return server
 
 
 def _create_data_dir(data_dir: Path) -> Path:

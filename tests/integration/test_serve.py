@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -15,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from app.embedded import ROOT_CLUSTERS
 
 READY_DEADLINE_S = 90.0
 EXIT_DEADLINE_S = 30.0
@@ -61,9 +65,13 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def serve(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
-    env["ROI_DATA_DIR"] = str(data_dir)
+def serve(data_dir: Path, port: int, *, set_data_dir: bool = True) -> subprocess.Popen[bytes]:
+    """`roi serve` in `data_dir` with no URLs, as the README starts it; with `set_data_dir` False, nothing set at all
+    (the default ROI_DATA_DIR, ./.roi-data)."""
+    unset = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ROI_DATA_DIR")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    if set_data_dir:
+        env["ROI_DATA_DIR"] = str(data_dir)
     roi = Path(sys.executable).with_name("roi")
     return subprocess.Popen(
         [str(roi), "serve", "--port", str(port), "--workers", "2"],
@@ -147,3 +155,60 @@ def test_serve_starts_embedded_servers_stops_cleanly_and_keeps_data(data_dir: Pa
         stop_and_check_nothing_is_left(second, data_dir)
     finally:
         second.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks how roi serve runs as root: only root can be root")
+def test_serve_as_root_from_a_folder_other_accounts_cannot_enter() -> None:
+    """A checkout in root's home (mode 0700) with nothing set: PostgreSQL runs as `nobody`, who cannot reach
+    ./.roi-data there, so its cluster goes to a folder of roi's own; nothing of the home folder is loosened."""
+    home = Path(tempfile.mkdtemp(prefix="roi-root-home-"))
+    home.chmod(0o700)
+    checkout = home / "roi"
+    checkout.mkdir()
+    cluster_home = ROOT_CLUSTERS / hashlib.sha256(os.fsencode(checkout / ".roi-data")).hexdigest()[:16]
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    process = serve(checkout, port, set_data_dir=False)
+    try:
+        wait_ready(process, base_url, checkout)
+        account = {"email": "root-user@example.com", "password": "correct horse", "name": "Root"}
+        assert httpx.post(f"{base_url}/api/auth/register", json=account).status_code == 201
+        assert (cluster_home / "postgres" / "PG_VERSION").exists()
+        assert f"its data in {cluster_home / 'postgres'}" in (checkout / "serve.log").read_text()
+        stop_and_check_nothing_is_left(process, checkout)
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700, "the home folder was left as it was"
+    finally:
+        process.kill()
+        shutil.rmtree(cluster_home, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_roi(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    roi = Path(sys.executable).with_name("roi")
+    return subprocess.run(
+        [str(roi), *args], env={**env, **environment}, capture_output=True, text=True, timeout=EXIT_DEADLINE_S
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "says"),
+    [
+        ({"DB_POOL_SIZE": "none"}, "a setting is invalid"),
+        (
+            {"DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/roi", "REDIS_URL": "redis://x"},
+            "is PostgreSQL running there? Check DATABASE_URL",
+        ),
+    ],
+    ids=["bad setting", "no database there"],
+)
+def test_a_start_up_failure_is_one_line_saying_what_to_do(
+    tmp_path: Path, environment: dict[str, str], says: str
+) -> None:
+    outcome = run_roi("serve", "--port", str(free_port()), ROI_DATA_DIR=str(tmp_path), **environment)
+    assert outcome.returncode == 1
+    assert "Traceback" not in outcome.stderr
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1, outcome.stderr
+    assert says in lines[0]
