@@ -149,13 +149,24 @@ def test_root_runs_postgres_as_nobody_and_changes_nothing_outside_the_data_dir(b
 
 
 @as_root
-def test_root_refuses_a_data_dir_nobody_cannot_traverse(base_dir: Path) -> None:
+def test_root_keeps_the_cluster_in_roi_s_own_folder_when_nobody_cannot_reach_the_data_dir(base_dir: Path) -> None:
     private = base_dir / "private"
     private.mkdir(mode=0o700)
-    with pytest.raises(EmbeddedServerError, match="ROI_DATA_DIR"):
-        start_postgres(private / "data")
-    assert list((private / "data").iterdir()) == []
+    data_dir = private / "data"
+    home = embedded.postgres_home(data_dir.resolve(), pwd.getpwnam("nobody"))
+    assert home.parent == embedded.ROOT_CLUSTERS
+    try:
+        postgres = start_postgres(data_dir)
+        try:
+            assert sql(postgres.url, "SELECT current_setting('data_directory')") == str(home / "postgres")
+        finally:
+            postgres.stop()
+        assert (home / "data-dir").read_text().strip() == str(data_dir.resolve())
+        assert embedded.postgres_home(data_dir.resolve(), pwd.getpwnam("nobody")) == home, "the same folder each start"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     assert private.stat().st_mode & 0o777 == 0o700
+    assert not (data_dir / "postgres").exists()
 
 
 @as_root
