@@ -1,0 +1,84 @@
+"""A list's `total` is read from counts that triggers keep in the same transaction: exact under concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import asyncpg
+
+STATUSES = ("draft", "queued", "running", "succeeded", "failed", "cancelled")
+WRITERS = 12
+WRITES_EACH = 60
+
+
+async def add_users(db: asyncpg.Pool, count: int) -> list[uuid.UUID]:
+    owners = [uuid.uuid4() for _ in range(count)]
+    await db.executemany(
+        "INSERT INTO users (id, email, name, password_hash, is_admin, created_at, updated_at)"
+        " VALUES ($1, $2, 'x', 'x', false, now(), now())",
+        [(owner, f"{owner}@example.com") for owner in owners],
+    )
+    return owners
+
+
+async def write_at_random(db: asyncpg.Pool, owners: list[uuid.UUID], seed: int) -> None:
+    """Creates, status changes and deletes of one to three rows each, each in its own transaction. A statement locks
+    its workflows in id order, so that only the counts could make concurrent writers deadlock."""
+    rng = random.Random(seed)
+    for _ in range(WRITES_EACH):
+        owner = rng.choice(owners)
+        action = rng.random()
+        if action < 0.4:
+            await db.execute(
+                "INSERT INTO roi_workflows (id, owner_id, name, status, priority, progress, parameters, created_at,"
+                " updated_at) SELECT gen_random_uuid(), $1, 'w', $2, 'normal', 0, '{}', now(), now()"
+                " FROM generate_series(1, $3)",
+                owner,
+                rng.choice(STATUSES),
+                rng.randint(1, 3),
+            )
+        elif action < 0.8:
+            await db.execute(
+                "UPDATE roi_workflows SET status = $2 WHERE id IN (SELECT id FROM roi_workflows WHERE owner_id = $1"
+                " ORDER BY id OFFSET floor(random() * 5) LIMIT $3 FOR UPDATE)",
+                owner,
+                rng.choice(STATUSES),
+                rng.randint(1, 2),
+            )
+        else:
+            await db.execute(
+                "DELETE FROM roi_workflows WHERE id IN (SELECT id FROM roi_workflows WHERE owner_id = $1"
+                " ORDER BY id OFFSET floor(random() * 5) LIMIT 2 FOR UPDATE)",
+                owner,
+            )
+
+
+async def test_counts_stay_exact_under_concurrent_creates_status_changes_and_deletes(db: asyncpg.Pool) -> None:
+    owners = await add_users(db, 3)
+    await asyncio.gather(*(write_at_random(db, owners, seed) for seed in range(WRITERS)))
+
+    actual = await db.fetch(
+        "SELECT owner_id, status, count(*) AS n FROM roi_workflows WHERE owner_id = ANY($1) GROUP BY 1, 2", owners
+    )
+    kept = await db.fetch("SELECT owner_id, status, n FROM workflow_counts WHERE owner_id = ANY($1) AND n <> 0", owners)
+    assert sum(row["n"] for row in actual) > 0, "the writers left workflows behind to count"
+    assert {(r["owner_id"], r["status"]): r["n"] for r in kept} == {
+        (r["owner_id"], r["status"]): r["n"] for r in actual
+    }
+
+
+async def test_upload_counts_follow_creates_and_deletes_and_vanish_with_their_owner(db: asyncpg.Pool) -> None:
+    owner, other = await add_users(db, 2)
+    insert = (
+        "INSERT INTO uploads (id, owner_id, length, upload_offset, status, created_at, updated_at)"
+        " SELECT gen_random_uuid(), $1, 10, 0, 'uploading', now(), now() FROM generate_series(1, $2)"
+    )
+    await asyncio.gather(*(db.execute(insert, owner, 5) for _ in range(8)), db.execute(insert, other, 3))
+    await db.execute("DELETE FROM uploads WHERE id IN (SELECT id FROM uploads WHERE owner_id = $1 LIMIT 7)", owner)
+    assert await db.fetchval("SELECT n FROM upload_counts WHERE owner_id = $1", owner) == 33
+    assert await db.fetchval("SELECT count(*) FROM uploads WHERE owner_id = $1", owner) == 33
+
+    await db.execute("DELETE FROM users WHERE id = $1", other)
+    assert await db.fetchval("SELECT count(*) FROM upload_counts WHERE owner_id = $1", other) == 0
