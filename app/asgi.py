@@ -43,6 +43,7 @@ from domain.events.bus import EventBus
 from domain.events.socket import LiveConfig
 from domain.events.ws import live_events_endpoint, live_events_lifespan, with_direct_send
 from domain.http import public_cache
+from domain.pagination import CursorSigner
 from domain.redis_get import PipelinedGet
 from domain.uploads.controller import UploadController
 from domain.uploads.service import UploadService
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.cache = Cache(
             app.state.redis, settings.redis_namespace, record=app.state.cache_outcome, fast_get=app.state.fast_get
         )
+        app.state.cursors = CursorSigner(settings.secret_key)
         app.state.events = EventBus(
             app.state.redis, settings.redis_namespace, settings.event_history_size, settings.event_history_age_s
         )
@@ -158,6 +160,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             app.state.queue,
             max_size=settings.tus_max_size,
             idle_timeout_s=settings.upload_idle_timeout_s,
+            cursors=app.state.cursors,
         )
         observe_engine(sqlalchemy.get_engine(), app.state.query_observers)
         try:

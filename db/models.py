@@ -152,7 +152,6 @@ Index("idx_upload_owner_created_id", Upload.owner_id, Upload.created_at, Upload.
 Index("idx_upload_uploading_expires", Upload.expires_at, postgresql_where=Upload.status == "uploading")
 Index("idx_upload_processing_updated", Upload.updated_at, postgresql_where=Upload.status == "processing")
 
-Index("idx_workflow_created", Workflow.created_at.desc())
 Index("idx_workflow_owner_created_id", Workflow.owner_id, Workflow.created_at, Workflow.id)
 Index("idx_workflow_owner_status_created_id", Workflow.owner_id, Workflow.status, Workflow.created_at, Workflow.id)
 Index(

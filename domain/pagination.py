@@ -15,7 +15,8 @@ import hashlib
 import hmac
 import struct
 import uuid
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 from domain.errors import InvalidInput
 
@@ -68,3 +69,30 @@ def check_page_request(offset: int, cursor: str | None) -> None:
         raise InvalidInput("cursor: give a cursor or an offset, not both")
     if offset > MAX_OFFSET:
         raise InvalidInput(f"offset: at most {MAX_OFFSET:,}; page deeper with cursor (each page's next_cursor)")
+
+
+class PageRow(Protocol):
+    """A row of a page statement: the total for the filter on every row, then the item (NULL past the last one)."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+def page_statement(total: str, items: str) -> str:
+    """One statement for a page: `total` a single-row count read, `items` the rows' query, newest first, ending in
+    `LIMIT {limit} OFFSET {offset}` over the columns `item, created_at, id`. It asks for one row more than the page
+    holds, to tell whether another page follows; a page past the end still has its row with the total."""
+    return f"SELECT t.total, i.item, i.created_at, i.id FROM ({total}) t LEFT JOIN LATERAL ({items}) i ON true"
+
+
+def render_page(rows: list[PageRow], limit: int, offset: int, next_cursor: Callable[[Position], str]) -> bytes:
+    """The page's JSON from the items' own JSON bytes, untouched: `{"items", "total", "limit", "offset",
+    "next_cursor"}`, where `next_cursor` continues after the last item when another page follows."""
+    total: int = rows[0]["total"]
+    items = [row for row in rows if row["item"] is not None]
+    cursor = b"null"
+    if len(items) > limit:
+        last = items[limit - 1]
+        cursor = b'"%s"' % next_cursor(Position(last["created_at"], last["id"])).encode()
+        items = items[:limit]
+    body = b",".join(row["item"] for row in items)
+    return b'{"items":[%s],"total":%d,"limit":%d,"offset":%d,"next_cursor":%s}' % (body, total, limit, offset, cursor)

@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from domain.errors import InvalidInput, NotFound, UnsupportedMediaType
 from domain.http import Caller, documented, errors, headers_only, json_bytes
-from domain.uploads import queries, tus
+from domain.uploads import tus
 from domain.uploads.schemas import UploadOut, UploadPage
 from domain.uploads.service import ClientGone, UploadService
 
@@ -151,23 +151,19 @@ class UploadController(Controller):
     async def list_uploads(
         self,
         request: Caller,
+        uploads: UploadService,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000_000)] = 0,
+        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     ) -> Response[bytes]:
-        body: bytes = await request.app.state.read_pool.fetchval(queries.UPLOAD_PAGE, request.user.id, limit, offset)
-        return json_bytes(body)
+        return json_bytes(await uploads.page_json(request.user.id, limit, offset, cursor))
 
     @get(
         "/{upload_id:str}",
         responses=documented(UploadOut, "The upload: offset, status, and once parsed its size") | errors(401, 404),
     )
-    async def get_upload(self, upload_id: str, request: Caller) -> Response[bytes]:
-        body: bytes | None = await request.app.state.read_pool.fetchval(
-            queries.UPLOAD_DETAIL, _upload_id(upload_id), request.user.id
-        )
-        if body is None:
-            raise NotFound("no upload with this id")
-        return json_bytes(body)
+    async def get_upload(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[bytes]:
+        return json_bytes(await uploads.detail_json(_upload_id(upload_id), request.user.id))
 
 
 def _upload_id(value: str) -> uuid.UUID:

@@ -6,6 +6,8 @@ The shapes must match `schemas.UploadOut` and `schemas.UploadPage`.
 
 from __future__ import annotations
 
+from domain.pagination import page_statement
+
 _UPLOAD_JSON = """json_build_object(
     'id', u.id, 'filename', u.filename, 'size', u.length, 'offset', u.upload_offset,
     'status', CASE WHEN u.status = 'uploading' AND u.expires_at <= now() THEN 'expired' ELSE u.status END,
@@ -15,14 +17,11 @@ _UPLOAD_JSON = """json_build_object(
 
 UPLOAD_DETAIL = f"SELECT {_UPLOAD_JSON} FROM uploads u WHERE u.id = $1 AND u.owner_id = $2"
 
-UPLOAD_PAGE = f"""
-SELECT json_build_object(
-    'items', coalesce((
-        SELECT json_agg({_UPLOAD_JSON} ORDER BY u.created_at DESC)
-        FROM (
-            SELECT * FROM uploads u WHERE u.owner_id = $1 ORDER BY u.created_at DESC LIMIT $2 OFFSET $3
-        ) u
-    ), '[]'::json),
-    'total', (SELECT count(*) FROM uploads u WHERE u.owner_id = $1),
-    'limit', $2::int, 'offset', $3::int
-)"""
+_TOTAL = "SELECT coalesce((SELECT c.n FROM upload_counts c WHERE c.owner_id = $1), 0)::bigint AS total"
+_ITEMS = f"""
+SELECT {_UPLOAD_JSON} AS item, u.created_at, u.id FROM uploads u WHERE u.owner_id = $1 {{condition}}
+ORDER BY u.created_at DESC, u.id DESC LIMIT $2 OFFSET $3"""
+
+# A page: $1 owner, $2 the page's size plus one, $3 offset; then the cursor's position.
+UPLOAD_PAGE = page_statement(_TOTAL, _ITEMS.format(condition=""))
+UPLOAD_PAGE_AFTER = page_statement(_TOTAL, _ITEMS.format(condition="AND (u.created_at, u.id) < ($4, $5)"))

@@ -29,3 +29,5 @@ class UploadPage(msgspec.Struct, frozen=True):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None
+    """Pass as `cursor` for the page after this one; null on the last page."""

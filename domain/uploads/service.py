@@ -13,17 +13,22 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 from domain.cache import REDIS_FAILURES
 from domain.errors import ConflictError, DomainError, InsufficientStorage, NotFound, PayloadTooLarge
 from domain.events.bus import EventBus
-from domain.uploads import tus
+from domain.pagination import CursorSigner, check_page_request, render_page
+from domain.uploads import queries, tus
 from domain.uploads.changes import ProgressPacer, RecordPacer, UploadNotifier
 from domain.uploads.storage import UploadStorage
 from domain.uploads.store import Lease, Released, UploadStore
 from workers.queues import PriorityRedisQueue, enqueue_upload_parse
 
 logger = logging.getLogger("roi.uploads")
+
+UPLOAD_LIST = "uploads"
+"""The scope of the upload list's cursors."""
 
 
 class ClientGone(DomainError):
@@ -59,8 +64,10 @@ class UploadService:
         queue: PriorityRedisQueue,
         max_size: int,
         idle_timeout_s: float,
+        cursors: CursorSigner,
     ) -> None:
         self.store = store
+        self.cursors = cursors
         self.storage = storage
         self.events = events
         self.queue = queue
@@ -181,6 +188,22 @@ class UploadService:
             await enqueue_upload_parse(self.queue, str(upload_id))
         except REDIS_FAILURES:
             logger.warning("parse of upload %s not queued yet: Redis does not answer; the reconciler will", upload_id)
+
+    async def detail_json(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
+        body: bytes | None = await self.store.pool.fetchval(queries.UPLOAD_DETAIL, upload_id, owner_id)
+        if body is None:
+            raise NotFound("no upload with this id")
+        return body
+
+    async def page_json(self, owner_id: uuid.UUID, limit: int, offset: int, cursor: str | None) -> bytes:
+        """A page newest first, from `offset` or after `cursor` (a `next_cursor` of this owner's list)."""
+        check_page_request(offset, cursor)
+        if cursor is None:
+            rows = await self.store.pool.fetch(queries.UPLOAD_PAGE, owner_id, limit + 1, offset)
+        else:
+            after = self.cursors.decode(owner_id, UPLOAD_LIST, cursor)
+            rows = await self.store.pool.fetch(queries.UPLOAD_PAGE_AFTER, owner_id, limit + 1, 0, *after)
+        return render_page(rows, limit, offset, partial(self.cursors.encode, owner_id, UPLOAD_LIST))
 
     async def terminate(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> None:
         await self.store.delete(upload_id, owner_id)

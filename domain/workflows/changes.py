@@ -25,8 +25,8 @@ class WorkflowCacheKeys:
     def status(self, workflow_id: uuid.UUID) -> Entry:
         return Entry("workflow_status", self.cache.key("workflow", workflow_id, "status"), STATUS_TTL_S)
 
-    def page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> Entry:
-        field = f"{status or '*'}:{limit}:{offset}"
+    def page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int, cursor: str | None) -> Entry:
+        field = f"{status or '*'}:{limit}:{offset}:{cursor or ''}"
         return Entry("workflow_list", self.pages(owner_id), LIST_TTL_S, field=field, local=True)
 
     def pages(self, owner_id: uuid.UUID) -> str:

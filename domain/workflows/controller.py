@@ -30,7 +30,7 @@ def provide_workflow_reader(state: State) -> WorkflowReader:
     """One reader per process, made on first use (it holds only the pools), not one per request."""
     reader: WorkflowReader | None = state.get("workflow_reader")
     if reader is None:
-        reader = state.workflow_reader = WorkflowReader(state.read_pool, state.cache)
+        reader = state.workflow_reader = WorkflowReader(state.read_pool, state.cache, state.cursors)
     return reader
 
 
@@ -68,9 +68,10 @@ class WorkflowController(Controller):
         workflow_reader: WorkflowReader,
         status: WorkflowStatusName | None = None,
         limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000_000)] = 0,
+        cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     ) -> Response[bytes]:
-        return json_bytes(await workflow_reader.page_json(request.user.id, status, limit, offset))
+        return json_bytes(await workflow_reader.page_json(request.user.id, status, limit, offset, cursor))
 
     @get("/{workflow_id:str}", responses=documented(WorkflowOut, "The workflow with its steps") | errors(400, 401, 404))
     async def get_workflow(

@@ -82,6 +82,8 @@ class WorkflowPage(msgspec.Struct):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None
+    """Pass as `cursor` for the page after this one; null on the last page."""
 
 
 class WorkflowStatus(msgspec.Struct):

@@ -18,6 +18,7 @@ from db.models import Upload, Workflow, WorkflowStep
 from domain.cache import REDIS_FAILURES, Cache
 from domain.errors import ConflictError, InvalidInput, NotFound
 from domain.events.bus import EventBus
+from domain.pagination import CursorSigner, Position, check_page_request, render_page
 from domain.workflows import queries
 from domain.workflows.changes import WorkflowCacheKeys, WorkflowNotifier
 from domain.workflows.schemas import (
@@ -60,9 +61,10 @@ OWNER_PREFIX_LENGTH = 32
 class WorkflowReader:
     """The hot reads: one statement each on the raw pool, PostgreSQL renders the JSON; status and pages cached."""
 
-    def __init__(self, read_pool: asyncpg.Pool, cache: Cache) -> None:
+    def __init__(self, read_pool: asyncpg.Pool, cache: Cache, cursors: CursorSigner) -> None:
         self.read_pool = read_pool
         self.cache = cache
+        self.cursors = cursors
         self.keys = WorkflowCacheKeys(cache)
 
     async def detail_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
@@ -78,9 +80,14 @@ class WorkflowReader:
             raise NotFound("no workflow with this id")
         return owned[OWNER_PREFIX_LENGTH:]
 
-    async def page_json(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> bytes:
-        entry = self.keys.page(owner_id, status, limit, offset)
-        return await self.cache.read_through(entry, partial(self._page, owner_id, status, limit, offset))
+    async def page_json(
+        self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int, cursor: str | None = None
+    ) -> bytes:
+        """A page newest first, from `offset` or after `cursor` (a `next_cursor` of this owner's list and filter)."""
+        check_page_request(offset, cursor)
+        after = self.cursors.decode(owner_id, _list_scope(status), cursor) if cursor is not None else None
+        entry = self.keys.page(owner_id, status, limit, offset, cursor)
+        return await self.cache.read_through(entry, partial(self._page, owner_id, status, limit, offset, after))
 
     async def result_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
         row = await self.read_pool.fetchrow(queries.WORKFLOW_RESULT, workflow_id, owner_id)
@@ -99,12 +106,25 @@ class WorkflowReader:
         status: bytes = row[1]
         return owner_hex.encode() + status
 
-    async def _page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int) -> bytes:
-        if status is None:
-            page: bytes = await self.read_pool.fetchval(queries.WORKFLOW_PAGE, owner_id, limit, offset)
+    async def _page(
+        self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int, after: Position | None
+    ) -> bytes:
+        fetch = self.read_pool.fetch
+        one_more = limit + 1
+        if after is None and status is None:
+            rows = await fetch(queries.WORKFLOW_PAGE, owner_id, one_more, offset)
+        elif after is None:
+            rows = await fetch(queries.WORKFLOW_PAGE_WITH_STATUS, owner_id, one_more, offset, status)
+        elif status is None:
+            rows = await fetch(queries.WORKFLOW_PAGE_AFTER, owner_id, one_more, 0, *after)
         else:
-            page = await self.read_pool.fetchval(queries.WORKFLOW_PAGE_WITH_STATUS, owner_id, limit, offset, status)
-        return page
+            rows = await fetch(queries.WORKFLOW_PAGE_WITH_STATUS_AFTER, owner_id, one_more, 0, status, *after)
+        scope = _list_scope(status)
+        return render_page(rows, limit, offset, partial(self.cursors.encode, owner_id, scope))
+
+
+def _list_scope(status: str | None) -> str:
+    return f"workflows:{status or '*'}"
 
 
 class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):

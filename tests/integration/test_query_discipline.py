@@ -10,6 +10,7 @@ import asyncpg
 from litestar.testing import AsyncTestClient
 
 from db.statements import ExecutedStatement
+from domain.uploads import queries as upload_queries
 from domain.workflows import queries
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
@@ -87,11 +88,14 @@ def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def explain(db: asyncpg.Pool, sql: str, *args: object) -> list[dict[str, Any]]:
-    raw = await db.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+    """The plan's nodes with sequential scans priced out: tables this small would otherwise be read whole."""
+    async with db.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        raw = await connection.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
     return plan_nodes(json.loads(raw)[0]["Plan"])
 
 
-async def test_list_query_uses_the_owner_index(
+async def test_every_read_is_an_index_range_scan_without_sort_or_count(
     client: AsyncTestClient, alice: Account, bob: Account, db: asyncpg.Pool
 ) -> None:
     others = [uuid.uuid4() for _ in range(40)]
@@ -101,23 +105,43 @@ async def test_list_query_uses_the_owner_index(
         [(owner, f"{owner}@example.com") for owner in others],
     )
     await seed_many_workflows(db, [uuid.UUID(alice.id), *others], per_owner=500)
+    owner = uuid.UUID(alice.id)
+    workflow_id, created_at = await db.fetchrow(
+        "SELECT id, created_at FROM roi_workflows WHERE owner_id = $1 LIMIT 1", owner
+    )
 
     for sql, args in [
-        (queries.WORKFLOW_PAGE, (uuid.UUID(alice.id), 50, 0)),
-        (queries.WORKFLOW_PAGE_WITH_STATUS, (uuid.UUID(alice.id), 50, 0, "failed")),
+        (queries.WORKFLOW_PAGE, (owner, 51, 0)),
+        (queries.WORKFLOW_PAGE_WITH_STATUS, (owner, 51, 0, "failed")),
+        (queries.WORKFLOW_PAGE_AFTER, (owner, 51, 0, created_at, workflow_id)),
+        (queries.WORKFLOW_PAGE_WITH_STATUS_AFTER, (owner, 51, 0, "failed", created_at, workflow_id)),
+        (queries.WORKFLOW_DETAIL, (workflow_id, owner)),
+        (queries.OWNED_WORKFLOW_STATUS, (workflow_id,)),
+        (queries.WORKFLOW_RESULT, (workflow_id, owner)),
+        (upload_queries.UPLOAD_PAGE, (owner, 51, 0)),
+        (upload_queries.UPLOAD_PAGE_AFTER, (owner, 51, 0, created_at, workflow_id)),
+        (upload_queries.UPLOAD_DETAIL, (workflow_id, owner)),
     ]:
         nodes = await explain(db, sql, *args)
-        table_scans = [node["Node Type"] for node in nodes if node.get("Relation Name") == "roi_workflows"]
-        indexes = {
-            node["Index Name"] for node in nodes if node.get("Index Name", "").startswith(("idx_workflow", "pk_roi"))
-        }
-        assert table_scans, nodes
-        assert "Seq Scan" not in table_scans, table_scans
-        assert indexes, nodes
-        assert all(name.startswith("idx_workflow_owner") for name in indexes), indexes
+        kinds = [node["Node Type"] for node in nodes]
+        assert "Seq Scan" not in kinds, (sql, kinds)
+        assert "Sort" not in kinds, (sql, kinds)
+        scans = [node for node in nodes if "Scan" in node["Node Type"]]
+        assert scans, (sql, kinds)
+        for scan in scans:
+            assert "ROW(" not in scan.get("Filter", ""), f"the cursor's position must bound the index scan: {scan}"
+            if scan.get("Relation Name") in ("roi_workflows", "uploads"):
+                assert scan["Index Name"].startswith(("pk_", "idx_workflow_owner", "idx_upload_owner")), scan
+        counted = [node for node in nodes if node["Node Type"] == "Aggregate" and _under(node, "roi_workflows")]
+        assert not counted, f"a count over the user's workflows: {sql}"
 
     page = (await client.get("/api/workflows?status=failed&limit=50", headers=alice.headers)).json()
     assert page["total"] == 167
     assert len(page["items"]) == 50
     created = [item["created_at"] for item in page["items"]]
     assert created == sorted(created, reverse=True)
+
+
+def _under(node: dict[str, Any], relation: str) -> bool:
+    """Whether `node` reads `relation` anywhere below it."""
+    return any(child.get("Relation Name") == relation for child in plan_nodes(node)[1:])

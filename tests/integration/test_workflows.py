@@ -90,7 +90,7 @@ async def test_list_is_newest_first_paginated_and_filtered(
     drafts = (await client.get("/api/workflows?status=draft", headers=alice.headers)).json()
     assert drafts["total"] == 5
     running = (await client.get("/api/workflows?status=running", headers=alice.headers)).json()
-    assert running == {"items": [], "total": 0, "limit": 50, "offset": 0}
+    assert running == {"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": None}
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=201", "offset=-1", "status=bogus", "limit=ten"])

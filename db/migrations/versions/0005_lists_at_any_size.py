@@ -171,6 +171,8 @@ def upgrade() -> None:
     op.drop_index("idx_workflow_owner_created", "roi_workflows")
     op.drop_index("idx_workflow_owner_status_created", "roi_workflows")
     op.drop_index("idx_upload_owner_created", "uploads")
+    # Newest first over every owner's rows: no read asks for that, and the planner took it for deep pages.
+    op.drop_index("idx_workflow_created", "roi_workflows")
 
     op.execute(WORKFLOW_DOCUMENT)
     op.execute(REFRESH_DOCUMENTS)
@@ -191,6 +193,7 @@ def downgrade() -> None:
         op.execute(f"DROP FUNCTION roi_count_{function}()")
     op.execute("DROP TABLE workflow_counts, upload_counts")
     op.add_column("roi_workflows", sa.Column("steps_json", sa.JSON(), nullable=False, server_default="[]"))
+    op.create_index("idx_workflow_created", "roi_workflows", [sa.text("created_at DESC")])
     op.create_index("idx_upload_owner_created", "uploads", ["owner_id", sa.text("created_at DESC")])
     op.create_index(
         "idx_workflow_owner_status_created", "roi_workflows", ["owner_id", "status", sa.text("created_at DESC")]
