@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -14,9 +15,15 @@ from db.models import User
 target_metadata = User.metadata
 
 
+MIGRATION_LOCK = 0x726F69_6D6967  # "roi" "mig": one advisory lock key for every process that migrates
+"""Hosts starting at once against a fresh database would each create the schema and all but one would fail: under
+this lock, held until the migration's transaction ends, the first migrates and the others then find it current."""
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
     with context.begin_transaction():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 
