@@ -45,5 +45,12 @@ class Locked(DomainError):
     status_code = 423
 
 
+class Unavailable(DomainError):
+    """This host cannot serve the request now; another host, or this one later, can."""
+
+    status_code = 503
+    headers = {"Retry-After": "1"}
+
+
 class InsufficientStorage(DomainError):
     status_code = 507

@@ -50,7 +50,8 @@ ERROR_MEANINGS = {
     423: "Another request is appending to this upload; retry after it ends",
     429: "Too many failed attempts; retry after `Retry-After` seconds",
     460: "Upload-Checksum does not match the body (tus checksum extension)",
-    503: "The database is unavailable (down or restarting); retry after `Retry-After` seconds",
+    503: "The database is unavailable, or (tus PATCH) this host does not hold the upload's earlier bytes; retry after"
+    " `Retry-After` seconds",
     507: "No room to store the upload now; nothing was kept, retry later",
 }
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from functools import partial
 
 from domain.cache import REDIS_FAILURES
-from domain.errors import ConflictError, DomainError, InsufficientStorage, NotFound, PayloadTooLarge
+from domain.errors import ConflictError, DomainError, InsufficientStorage, NotFound, PayloadTooLarge, Unavailable
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner, check_page_request, render_page
 from domain.uploads import queries, tus
 from domain.uploads.changes import ProgressPacer, RecordPacer, UploadNotifier
-from domain.uploads.storage import UploadStorage
+from domain.uploads.storage import BytesElsewhere, UploadStorage
 from domain.uploads.store import Lease, Released, UploadStore
 from workers.queues import PriorityRedisQueue, enqueue_upload_parse
 
@@ -115,6 +115,13 @@ class UploadService:
         received = 0
         try:
             writer = await self.storage.writer(upload_id, offset)
+        except BytesElsewhere as error:
+            await self.store.release(lease, offset)
+            raise Unavailable(
+                f"this host cannot append at {offset}: {error}, and UPLOAD_STORE=file keeps an upload's bytes on the"
+                " host that received them. Send the upload's requests to one host, or give every host one shared"
+                " UPLOAD_STORE (s3://bucket)"
+            ) from error
         except OSError as error:
             await self.store.release(lease, offset)
             raise _storage_failure(error) from error

@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 
+class BytesElsewhere(Exception):
+    """This host does not hold the upload's bytes before the offset of record: another host received them."""
+
+
 class UploadWriter(Protocol):
     async def write(self, chunk: bytes) -> None: ...
 
@@ -31,7 +35,8 @@ class UploadWriter(Protocol):
 
 class UploadStorage(Protocol):
     async def writer(self, upload_id: uuid.UUID, offset: int) -> UploadWriter:
-        """A writer appending at `offset`, the stored bytes cut back to it first."""
+        """A writer appending at `offset`, the stored bytes cut back to it first; `BytesElsewhere` when fewer than
+        `offset` bytes are stored here, so that nothing is ever written after a hole."""
         ...
 
     def reader(self, upload_id: uuid.UUID) -> BinaryIO:
@@ -92,10 +97,15 @@ class LocalStorage:
         except FileExistsError:
             fd, created = os.open(path, os.O_WRONLY), False
         try:
+            stored = os.fstat(fd).st_size
+            if stored < offset:
+                raise BytesElsewhere(f"{stored} of the upload's first {offset} bytes are stored on this host")
             os.ftruncate(fd, offset)
             os.lseek(fd, offset, os.SEEK_SET)
-        except OSError:
+        except BaseException:
             os.close(fd)
+            if created:
+                path.unlink(missing_ok=True)
             raise
         return LocalFileWriter(fd, new_in=self.directory if created else None)
 
