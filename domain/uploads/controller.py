@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from litestar import Controller, Request, Response, delete, get, head, patch, post, route
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.enums import HttpMethod
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from domain.errors import InvalidInput, NotFound, UnsupportedMediaType
@@ -159,11 +162,36 @@ class UploadController(Controller):
         return json_bytes(await uploads.page_json(request.user.id, limit, offset, cursor))
 
     @get(
+        "/{upload_id:str}/content",
+        summary="The complete upload's bytes, as stored",
+        responses={
+            HTTP_200_OK: ResponseSpec(bytes, description="The bytes, streamed", media_type="application/octet-stream")
+        }
+        | errors(401, 404, 409, 410),
+    )
+    async def upload_content(self, upload_id: str, request: Caller, uploads: UploadService) -> Stream:
+        content = await uploads.content(_upload_id(upload_id), request.user.id)
+        headers = {
+            "Content-Length": str(content.length),
+            "Content-Disposition": _attachment(content.filename),
+            **NO_STORE,
+        }
+        return Stream(content.chunks, media_type="application/octet-stream", headers=headers)
+
+    @get(
         "/{upload_id:str}",
         responses=documented(UploadOut, "The upload: offset, status, and once parsed its size") | errors(401, 404),
     )
     async def get_upload(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[bytes]:
         return json_bytes(await uploads.detail_json(_upload_id(upload_id), request.user.id))
+
+
+def _attachment(filename: str | None) -> str:
+    """A Content-Disposition that no filename can break out of: ASCII fallback, the full name RFC 5987-encoded."""
+    if not filename:
+        return "attachment"
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def _upload_id(value: str) -> uuid.UUID:

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from functools import partial
 
 from domain.cache import REDIS_FAILURES
-from domain.errors import ConflictError, DomainError, InsufficientStorage, NotFound, PayloadTooLarge, Unavailable
+from domain.errors import (
+    ConflictError,
+    DomainError,
+    Gone,
+    InsufficientStorage,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner, check_page_request, render_page
 from domain.uploads import queries, tus
@@ -43,6 +51,25 @@ class Appended:
     status: str
     expires_at: str | None
     """`Upload-Expires` while the upload is unfinished."""
+
+
+@dataclass(frozen=True)
+class StoredContent:
+    length: int
+    filename: str | None
+    chunks: AsyncIterator[bytes]
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream with its first block already read: opening the file failed early, as a clean error."""
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -211,6 +238,20 @@ class UploadService:
             after = self.cursors.decode(owner_id, UPLOAD_LIST, cursor)
             rows = await self.store.pool.fetch(queries.UPLOAD_PAGE_AFTER, owner_id, limit + 1, 0, *after)
         return render_page(rows, limit, offset, partial(self.cursors.encode, owner_id, UPLOAD_LIST))
+
+    async def content(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> StoredContent:
+        """A complete upload's bytes as stored, for the owner to check: 409 while bytes are still missing."""
+        head = await self.store.head(upload_id, owner_id)
+        if head.offset < head.length:
+            raise ConflictError(f"the upload is not complete: {head.offset} of {head.length} bytes stored")
+        if not head.length:
+            return StoredContent(0, head.filename, _no_bytes())
+        try:
+            chunks = self.storage.chunks(upload_id, head.length)
+            first = await anext(chunks)
+        except FileNotFoundError as error:
+            raise Gone("the upload's bytes are no longer stored") from error
+        return StoredContent(head.length, head.filename, _prepend(first, chunks))
 
     async def terminate(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> None:
         await self.store.delete(upload_id, owner_id)

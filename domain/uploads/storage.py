@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+READ_BLOCK_BYTES = 1 << 20
 
 
 class BytesElsewhere(Exception):
@@ -41,6 +44,10 @@ class UploadStorage(Protocol):
 
     def reader(self, upload_id: uuid.UUID) -> BinaryIO:
         """The stored bytes as a (blocking) file object, for the parser's thread; FileNotFoundError if none."""
+        ...
+
+    def chunks(self, upload_id: uuid.UUID, length: int) -> AsyncIterator[bytes]:
+        """The first `length` stored bytes, a block at a time, without blocking the loop; FileNotFoundError if none."""
         ...
 
     async def delete(self, upload_id: uuid.UUID) -> None: ...
@@ -111,6 +118,19 @@ class LocalStorage:
 
     def reader(self, upload_id: uuid.UUID) -> BinaryIO:
         return self.path(upload_id).open("rb")
+
+    async def chunks(self, upload_id: uuid.UUID, length: int) -> AsyncIterator[bytes]:
+        stored = await asyncio.to_thread(self.reader, upload_id)
+        try:
+            remaining = length
+            while remaining > 0:
+                block = await asyncio.to_thread(stored.read, min(READ_BLOCK_BYTES, remaining))
+                if not block:
+                    raise OSError(f"the stored upload ends {remaining} bytes short")
+                remaining -= len(block)
+                yield block
+        finally:
+            stored.close()
 
     async def delete(self, upload_id: uuid.UUID) -> None:
         self.path(upload_id).unlink(missing_ok=True)

@@ -28,7 +28,7 @@ VALUES ($1, $2, $3::bigint, 0, $4, $5, $6, CASE WHEN $3::bigint > 0 THEN 'upload
         CASE WHEN $3::bigint > 0 THEN now() + $7::interval END, now(), now())"""
 
 HEAD = """
-SELECT length, upload_offset, status, tus_metadata, expires_at,
+SELECT length, upload_offset, status, tus_metadata, expires_at, filename,
        status = 'expired' OR (status = 'uploading' AND expires_at <= now()) AS lapsed
 FROM uploads WHERE id = $1 AND owner_id = $2"""
 
@@ -61,6 +61,7 @@ class UploadHead:
     status: str
     tus_metadata: str | None
     expires_at: datetime.datetime | None
+    filename: str | None
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,9 @@ class UploadStore:
         if row["lapsed"]:
             raise Gone("this upload expired before it was complete")
         expires_at = row["expires_at"] if row["status"] == "uploading" else None
-        return UploadHead(row["length"], row["upload_offset"], row["status"], row["tus_metadata"], expires_at)
+        return UploadHead(
+            row["length"], row["upload_offset"], row["status"], row["tus_metadata"], expires_at, row["filename"]
+        )
 
     async def acquire(self, upload_id: uuid.UUID, owner_id: uuid.UUID, offset: int) -> Lease:
         """The right to append at `offset`; 404, 410, 409 (offset or state) or 423 (another request appends)."""

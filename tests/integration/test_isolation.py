@@ -30,6 +30,7 @@ PRIVATE_REQUESTS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("POST", "/api/workflows/{workflow_id:str}/run", "/api/workflows/{workflow}/run", {}),
     ("POST", "/api/workflows/{workflow_id:str}/cancel", "/api/workflows/{workflow}/cancel", {}),
     ("GET", "/api/uploads/{upload_id:str}", "/api/uploads/{upload}", {}),
+    ("GET", "/api/uploads/{upload_id:str}/content", "/api/uploads/{upload}/content", {}),
     ("HEAD", "/api/uploads/{upload_id:str}", "/api/uploads/{upload}", {"headers": TUS}),
     (
         "PATCH",

@@ -3,6 +3,7 @@ rather than write after a hole, and acknowledges nothing."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from app.asgi import create_app
 from app.settings import Settings
 from testkit.ledgers import csv_ledger_bytes
 from tests.integration.support import Account
-from tests.integration.upload_support import append, create_upload, offset_of, stored_file
+from tests.integration.upload_support import append, create_upload, metadata, offset_of, stored_file
 
 FIRST_PART = 100_000
 
@@ -47,3 +48,27 @@ async def test_a_host_without_the_earlier_bytes_refuses_the_chunk_and_stores_not
     finished = await append(client, alice, location, FIRST_PART, ledger[FIRST_PART:])
     assert finished.status_code == 204, "the host holding the bytes still takes the rest"
     assert stored_file(settings.roi_data_dir, location).read_bytes() == ledger
+
+
+async def test_the_owner_reads_a_complete_upload_back_byte_for_byte(
+    client: AsyncTestClient, alice: Account, bob: Account
+) -> None:
+    ledger, _ = csv_ledger_bytes(40_000)
+    location = await create_upload(client, alice, len(ledger), **{"Upload-Metadata": metadata(filename='q3 "€".csv')})
+    assert (await append(client, alice, location, 0, ledger[:FIRST_PART])).status_code == 204
+
+    early = await client.get(f"{location}/content", headers=alice.headers)
+    assert early.status_code == 409
+    assert f"{FIRST_PART} of {len(ledger)} bytes" in early.json()["detail"]
+
+    assert (await append(client, alice, location, FIRST_PART, ledger[FIRST_PART:])).status_code == 204
+    content = await client.get(f"{location}/content", headers={**alice.headers, "Accept-Encoding": "identity"})
+    assert content.status_code == 200
+    assert hashlib.sha256(content.content).hexdigest() == hashlib.sha256(ledger).hexdigest()
+    assert content.headers["content-length"] == str(len(ledger))
+    assert content.headers["content-disposition"] == (
+        "attachment; filename=\"q3 ___.csv\"; filename*=UTF-8''q3%20%22%E2%82%AC%22.csv"
+    )
+    compressed = await client.get(f"{location}/content", headers={**alice.headers, "Accept-Encoding": "gzip"})
+    assert compressed.content == ledger, "a compressing client gets the same bytes"
+    assert (await client.get(f"{location}/content", headers=bob.headers)).status_code == 404
