@@ -30,6 +30,8 @@ DIRECT_SEND = "roi.direct_send"
 """Scope key of the server's `send` as the outermost middleware passes it on (see `with_direct_send`)."""
 REPLAY_CONNECTIONS = 16
 REPLAY_TIMEOUT_S = 2.0
+TOKEN_REFUSED = "token missing, invalid, expired or revoked: sign in again"
+SHUTTING_DOWN = "server shutting down: reconnect with since"
 
 
 class LiveEvents:
@@ -75,7 +77,7 @@ class LiveEvents:
     async def close_all(self) -> None:
         self.accepting = False
         for socket in list(self.sockets):
-            socket.close_soon(CloseCode.GOING_AWAY, "server shutting down: reconnect with since")
+            socket.close_soon(CloseCode.GOING_AWAY, SHUTTING_DOWN)
         if self.sockets:
             self.emptied.clear()
             with contextlib.suppress(TimeoutError):
@@ -89,13 +91,18 @@ class LiveEvents:
         if (await receive())["type"] != "websocket.connect":
             return
         identity = await self.verifier.identify(scope) if self.accepting else None
+        await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         if identity is None:
-            outcome = "unauthorized" if self.accepting else "unavailable"
-            self.stats.connected(outcome)
-            await _refuse_upgrade(scope, send, 401 if self.accepting else 503)
+            # Accepted, then closed with a code of its own: a browser sees an upgrade refused over HTTP only as 1006,
+            # the same as a network failure, and would retry a token that can never work.
+            if self.accepting:
+                self.stats.connected("unauthorized")
+                await send({"type": "websocket.close", "code": CloseCode.UNAUTHORIZED, "reason": TOKEN_REFUSED})
+            else:
+                self.stats.connected("unavailable")
+                await send({"type": "websocket.close", "code": CloseCode.GOING_AWAY, "reason": SHUTTING_DOWN})
             return
         scope["user"] = identity.user  # the access log names the user
-        await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         direct: Send = scope.get(DIRECT_SEND, send)  # type: ignore[assignment]
         socket = LiveSocket(self, send, direct, identity)
         self.sockets.add(socket)
@@ -132,17 +139,6 @@ class LiveEvents:
         if self.dropped:
             self.stats.dropped(self.dropped)
             self.dropped = 0
-
-
-async def _refuse_upgrade(scope: Scope, send: Send, status: int) -> None:
-    """An HTTP answer instead of the upgrade where the server supports it, else close code 4000 + status."""
-    detail = b'{"status_code":%d,"detail":"%s"}' % (status, b"Unauthorized" if status == 401 else b"Unavailable")
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode())]
-        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": detail, "more_body": False})
-    else:
-        await send({"type": "websocket.close", "code": 4000 + status, "reason": ""})
 
 
 async def _plain_http_refusal(send: Send) -> None:
