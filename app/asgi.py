@@ -110,6 +110,8 @@ def cors_config(settings: Settings) -> CORSConfig | None:
             "Tus-Checksum-Algorithm",
             "Retry-After",
             "X-Request-ID",
+            "ETag",
+            "Content-Disposition",
         ],
         allow_credentials=False,
         max_age=600,

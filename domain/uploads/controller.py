@@ -91,15 +91,15 @@ class UploadController(Controller):
         length = tus.upload_length(headers.get("upload-length"), uploads.max_size)
         content_length = tus.optional_length(headers.get("content-length"))
         checksum = tus.parse_checksum(headers.get("upload-checksum"))
-        upload_id = await uploads.create(request.user.id, length, headers.get("upload-metadata"))
-        response_headers = {"Location": f"{UPLOADS_PATH}/{upload_id}"}
+        created = await uploads.create(request.user.id, length, headers.get("upload-metadata"))
+        upload_id = created.upload_id
+        offset_headers = _offset_headers(0, created.expires_at)
         if headers.get("content-type") == tus.OFFSET_CONTENT_TYPE and content_length != 0:
             appended = await uploads.append(
                 upload_id, request.user.id, 0, content_length, checksum, request_chunks(request)
             )
-            response_headers |= _offset_headers(appended.offset, appended.expires_at)
-        else:
-            response_headers["Upload-Offset"] = "0"
+            offset_headers = _offset_headers(appended.offset, appended.expires_at)
+        response_headers = {"Location": f"{UPLOADS_PATH}/{upload_id}", **offset_headers}
         return Response(b"", status_code=HTTP_201_CREATED, headers=response_headers)
 
     @head(

@@ -46,6 +46,13 @@ class ClientGone(DomainError):
 
 
 @dataclass(frozen=True)
+class Created:
+    upload_id: uuid.UUID
+    expires_at: str | None
+    """`Upload-Expires`: an upload not finished by then is removed."""
+
+
+@dataclass(frozen=True)
 class Appended:
     offset: int
     status: str
@@ -101,10 +108,10 @@ class UploadService:
         self.max_size = max_size
         self.idle_timeout_s = idle_timeout_s
 
-    async def create(self, owner_id: uuid.UUID, length: int, metadata_header: str | None) -> uuid.UUID:
+    async def create(self, owner_id: uuid.UUID, length: int, metadata_header: str | None) -> Created:
         """`length` is bounded by `max_size` already (`tus.upload_length`)."""
         metadata = tus.parse_metadata(metadata_header)
-        upload_id = await self.store.create(
+        upload_id, expires_at = await self.store.create(
             owner_id,
             length,
             filename=tus.display_name(metadata.get("filename")),
@@ -117,7 +124,7 @@ class UploadService:
         else:
             await notifier.status("processing", offset=0, size=0)
             await self._enqueue_parse(upload_id)
-        return upload_id
+        return Created(upload_id, tus.http_date(expires_at) if expires_at else None)
 
     async def append(
         self,

@@ -25,7 +25,8 @@ CREATE = """
 INSERT INTO uploads (id, owner_id, length, upload_offset, filename, filetype, tus_metadata, status, expires_at,
                      created_at, updated_at)
 VALUES ($1, $2, $3::bigint, 0, $4, $5, $6, CASE WHEN $3::bigint > 0 THEN 'uploading' ELSE 'processing' END,
-        CASE WHEN $3::bigint > 0 THEN now() + $7::interval END, now(), now())"""
+        CASE WHEN $3::bigint > 0 THEN now() + $7::interval END, now(), now())
+RETURNING expires_at"""
 
 HEAD = """
 SELECT length, upload_offset, status, tus_metadata, expires_at, filename,
@@ -88,11 +89,13 @@ class UploadStore:
 
     async def create(
         self, owner_id: uuid.UUID, length: int, filename: str | None, filetype: str | None, tus_metadata: str | None
-    ) -> uuid.UUID:
-        """A new upload; an empty one is complete at once (`processing`)."""
+    ) -> tuple[uuid.UUID, datetime.datetime | None]:
+        """A new upload and when it expires unless finished; an empty one is complete at once (`processing`)."""
         upload_id = uuid.uuid4()
-        await self.pool.execute(CREATE, upload_id, owner_id, length, filename, filetype, tus_metadata, self.expiry)
-        return upload_id
+        expires_at: datetime.datetime | None = await self.pool.fetchval(
+            CREATE, upload_id, owner_id, length, filename, filetype, tus_metadata, self.expiry
+        )
+        return upload_id, expires_at
 
     async def head(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> UploadHead:
         """The upload as tus shows it: 404 when missing or not the caller's, 410 once expired."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import email.utils
 import os
 import uuid
 from typing import Any
@@ -23,6 +24,7 @@ from tests.integration.jobs_support import running_worker, wait_until, worker_co
 from tests.integration.redis_support import free_port
 from tests.integration.support import Account, sign_up
 from tests.integration.upload_support import (
+    OFFSET_STREAM,
     TUS,
     append,
     checksum,
@@ -363,3 +365,21 @@ async def test_with_redis_gone_an_upload_completes_and_its_parse_is_queued_once_
 
             await wait_until(parsed, "the reconciler queued the lost parse and a worker ran it")
     assert (view["status"], view["rows"], view["periods"]) == ("ready", 3, 3)
+
+
+async def test_the_creation_answer_says_when_an_unfinished_upload_expires(
+    client: AsyncTestClient, alice: Account
+) -> None:
+    created = await client.post("/api/uploads", headers={**alice.headers, **TUS, "Upload-Length": str(len(LEDGER))})
+    assert created.status_code == 201
+    expires = email.utils.parsedate_to_datetime(created.headers["upload-expires"])
+    assert expires > datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=23)
+
+    complete = await client.post(
+        "/api/uploads",
+        headers={**alice.headers, **TUS, **OFFSET_STREAM, "Upload-Length": str(len(LEDGER))},
+        content=LEDGER,
+    )
+    assert complete.status_code == 201
+    assert complete.headers["upload-offset"] == str(len(LEDGER))
+    assert "upload-expires" not in complete.headers, "a complete upload no longer expires"
