@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 import uuid
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from saq.web.common import STATIC_PATH
 
 from app.settings import Settings
 from domain.accounts.security import ADMIN_UI_COOKIE
@@ -142,3 +145,16 @@ async def test_aborting_a_running_job_in_the_queue_ui_cancels_its_run_for_good(
     steps = (await client.get(f"/api/workflows/{workflow['id']}", headers=alice.headers)).json()["steps"]
     assert {step["status"] for step in steps} <= {"succeeded", "cancelled", "skipped"}
     assert "cancelled" in {step["status"] for step in steps}
+
+
+async def test_the_ui_s_stored_gzip_assets_go_out_encoded_once(
+    client: AsyncTestClient[Litestar], db: asyncpg.Pool
+) -> None:
+    admin, _ = await sign_up_admin(client, db)
+    stored = gzip.decompress((Path(STATIC_PATH) / "snabbdom.js.gz").read_bytes())
+    for accept in ("gzip, deflate, br, zstd", "br", "gzip"):
+        client.cookies.clear()
+        answer = await client.get("/saq/static/snabbdom.js.gz", headers={**admin.headers, "Accept-Encoding": accept})
+        assert answer.status_code == 200
+        assert answer.headers["content-encoding"] == "gzip", accept
+        assert answer.content == stored, "one decoding gives the script a browser runs"
