@@ -24,7 +24,7 @@ from app.health import health, ready
 from app.http_cache import ConditionalGetMiddleware
 from app.logs import configure_logging, log_server_error
 from app.metrics import PrometheusLiveStats, count_cache_request, pool_metrics
-from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_handlers
+from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_handlers, redirect_to_the_ui_root
 from app.request_log import RequestObserverMiddleware
 from app.security_headers import response_headers
 from app.settings import Settings, get_settings
@@ -245,5 +245,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     # outside routing: sees 404s and 401s too; /ws frames skip Litestar's per-message wrappers
-    app.asgi_handler = RequestObserverMiddleware(method_override(with_direct_send(app.asgi_handler)))
+    app.asgi_handler = RequestObserverMiddleware(
+        method_override(redirect_to_the_ui_root(with_direct_send(app.asgi_handler)))
+    )
     return app

@@ -81,7 +81,7 @@ async def test_the_queue_ui_is_for_admins_only(
     assert (await queues(client, {"Authorization": "Bearer not-a-token"}))[0] == 401
     assert (await queues(client, alice.headers))[0] == 403
     client.cookies.clear()
-    assert (await client.get("/saq", headers=alice.headers)).status_code == 403, "the page too"
+    assert (await client.get("/saq/", headers=alice.headers)).status_code == 403, "the page too"
 
     workflow = await create(client, alice, cash_flows=[-100.0, 60.0, 60.0], parameters={"discount_rate": 0.05})
     await start_run(client, alice, workflow["id"])
@@ -91,7 +91,7 @@ async def test_the_queue_ui_is_for_admins_only(
     assert queue["name"] == queue_name(settings)
     assert (queue["queued"], queue["active"]) == (1, 0), "one run waits, no worker runs"
     client.cookies.clear()
-    assert (await client.get("/saq", headers=admin.headers)).status_code == 200
+    assert (await client.get("/saq/", headers=admin.headers)).status_code == 200
 
 
 async def test_an_admins_login_cookie_opens_the_queue_ui_and_nothing_else(
@@ -158,3 +158,9 @@ async def test_the_ui_s_stored_gzip_assets_go_out_encoded_once(
         assert answer.status_code == 200
         assert answer.headers["content-encoding"] == "gzip", accept
         assert answer.content == stored, "one decoding gives the script a browser runs"
+
+
+async def test_the_ui_s_bare_path_redirects_to_its_root(client: AsyncTestClient[Litestar]) -> None:
+    answer = await client.get("/saq?x=1", follow_redirects=False)
+    assert answer.status_code == 308
+    assert answer.headers["location"] == "/saq/?x=1"
