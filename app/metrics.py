@@ -19,8 +19,8 @@ from litestar import Litestar
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.cache import REDIS_FAILURES
 from domain.events.stats import LiveStats
+from infra.redis import REDIS_FAILURES
 from workers.queues import PriorityRedisQueue
 
 CACHE_FAMILIES = ("workflow_status", "workflow_list", "agents")

@@ -14,13 +14,13 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from domain.cache import REDIS_FAILURES
 from domain.errors import ConflictError, DomainError, InsufficientStorage, NotFound, PayloadTooLarge
 from domain.events.bus import EventBus
 from domain.uploads import tus
 from domain.uploads.changes import ProgressPacer, RecordPacer, UploadNotifier
 from domain.uploads.storage import UploadStorage
 from domain.uploads.store import Lease, Released, UploadStore
+from infra.redis import REDIS_FAILURES
 from workers.queues import PriorityRedisQueue, enqueue_upload_parse
 
 logger = logging.getLogger("roi.uploads")

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Upload, Workflow, WorkflowStep
-from domain.cache import REDIS_FAILURES, Cache
+from domain.cache import Cache
 from domain.errors import ConflictError, InvalidInput, NotFound
 from domain.events.bus import EventBus
 from domain.workflows import queries
@@ -27,6 +27,7 @@ from domain.workflows.schemas import (
     WorkflowCreate,
     WorkflowPatch,
 )
+from infra.redis import REDIS_FAILURES
 from workers.queues import PriorityRedisQueue, enqueue_workflow_run
 
 logger = logging.getLogger("roi.workflows")
