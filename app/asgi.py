@@ -48,9 +48,9 @@ from domain.uploads.service import UploadService
 from domain.uploads.storage import local_storage
 from domain.uploads.store import UploadStore
 from domain.workflows.controller import WorkflowController
+from infra.queue import create_queue
 from infra.redis import create_cache_redis
 from infra.redis_batch import PipelinedGet
-from workers.queues import create_queue
 
 
 class MetricsController(PrometheusController):

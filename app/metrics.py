@@ -20,8 +20,8 @@ from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.events.stats import LiveStats
+from infra.queue import PriorityRedisQueue
 from infra.redis import REDIS_FAILURES
-from workers.queues import PriorityRedisQueue
 
 CACHE_FAMILIES = ("workflow_status", "workflow_list", "agents")
 CACHE_OUTCOMES = ("hit", "miss", "fallback")

@@ -28,19 +28,18 @@ from domain.uploads.storage import UploadStorage, local_storage
 from domain.workflows.changes import WorkflowNotifier
 from domain.workflows.runner import RunResources, run_workflow
 from domain.workflows.runs import RunStore, fail_lost_runs, stale_queued_runs
-from infra.redis import REDIS_FAILURES, create_cache_redis
-from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
-from workers.queues import (
+from infra.jobs import (
     PARSE_UPLOAD,
     PRIORITIES,
     RUN_WORKFLOW,
     Priority,
-    PriorityRedisQueue,
-    create_queue,
     enqueue_upload_parse,
     enqueue_workflow_run,
     parse_job_key,
 )
+from infra.queue import PriorityRedisQueue, create_queue
+from infra.redis import REDIS_FAILURES, create_cache_redis
+from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
 
 logger = logging.getLogger("roi.worker")
 

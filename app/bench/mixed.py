@@ -51,7 +51,8 @@ from app.bench.workers import WorkerProcesses, forget_queue
 from app.bench.ws import EVENT_TIMEOUT_S, EventSocket
 from app.factories import WorkflowCreateFactory
 from domain.events.bus import EventKeys, user_channel
-from workers.queues import PriorityRedisQueue, create_queue, parse_job_key
+from infra.jobs import parse_job_key
+from infra.queue import PriorityRedisQueue, create_queue
 
 USERS = 20
 WORKFLOWS_PER_USER = 20

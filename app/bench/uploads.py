@@ -42,7 +42,7 @@ from app.bench.report import Round, RunSettings, ScenarioResult, percentile, poo
 from app.bench.scenarios import UPLOAD_ROWS
 from app.bench.service import FAILURE_LOG_LINES, BenchFailed, Server, granian_server, log_tail
 from app.bench.workers import WorkerProcesses, forget_queue
-from workers.queues import create_queue
+from infra.queue import create_queue
 
 FLOOR_5MB, SERVICE_5MB, FLOOR_1MB, SERVICE_1MB, TO_READY = UPLOAD_ROWS
 MIB = 1 << 20

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.bench.service import FAILURE_LOG_LINES, BenchFailed, cpu_seconds, log_tail
-from workers.queues import PriorityRedisQueue
+from infra.queue import PriorityRedisQueue
 
 WORKER_CONCURRENCY = 4
 WORKER_READY_S = 60.0

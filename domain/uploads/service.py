@@ -20,8 +20,8 @@ from domain.uploads import tus
 from domain.uploads.changes import ProgressPacer, RecordPacer, UploadNotifier
 from domain.uploads.storage import UploadStorage
 from domain.uploads.store import Lease, Released, UploadStore
+from infra.jobs import JobQueue, enqueue_upload_parse
 from infra.redis import REDIS_FAILURES
-from workers.queues import PriorityRedisQueue, enqueue_upload_parse
 
 logger = logging.getLogger("roi.uploads")
 
@@ -56,7 +56,7 @@ class UploadService:
         store: UploadStore,
         storage: UploadStorage,
         events: EventBus,
-        queue: PriorityRedisQueue,
+        queue: JobQueue,
         max_size: int,
         idle_timeout_s: float,
     ) -> None:

@@ -27,8 +27,8 @@ from domain.workflows.schemas import (
     WorkflowCreate,
     WorkflowPatch,
 )
+from infra.jobs import JobQueue, enqueue_workflow_run
 from infra.redis import REDIS_FAILURES
-from workers.queues import PriorityRedisQueue, enqueue_workflow_run
 
 logger = logging.getLogger("roi.workflows")
 
@@ -116,9 +116,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
 
     repository_type = Repo
 
-    def __init__(
-        self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: PriorityRedisQueue
-    ) -> None:
+    def __init__(self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: JobQueue) -> None:
         super().__init__(session=session)
         self.reader = reader
         self.events = events

@@ -13,11 +13,12 @@ from litestar.testing import AsyncTestClient
 from saq import Status, Worker
 
 from app.settings import Settings
+from infra.jobs import LANE_OF_PRIORITY, Priority
+from infra.queue import PriorityRedisQueue
 from tests.integration.jobs_support import start_run, wait_until
 from tests.integration.queue_support import private_queue
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
-from workers.queues import LANE_OF_PRIORITY, Priority, PriorityRedisQueue
 
 LOWS = 1000
 NORMALS = 10

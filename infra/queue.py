@@ -1,4 +1,4 @@
-"""The job queue: SAQ's Redis queue with three priority lanes. Imports nothing of the domain.
+"""The job queue: SAQ's Redis queue with three priority lanes.
 
 SAQ's Redis queue is one FIFO list. Here every job goes into the lane of its priority (`high`, `normal`,
 `low`), and a worker's blocking dequeue (BLMPOP) always takes from the highest non-empty lane, so a high job
@@ -20,13 +20,10 @@ from saq import Job, Status
 from saq.queue.redis import RedisQueue
 from saq.utils import now
 
-Priority = Literal["high", "normal", "low"]
-PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
-LANE_OF_PRIORITY: dict[Priority, int] = {"high": 0, "normal": 1, "low": 2}
+from infra.jobs import LANE_OF_PRIORITY, PRIORITIES, Priority
+
 QUEUE_NAME = "roi"
 SWEEP_INTERVAL_S = 5
-RUN_WORKFLOW = "run_workflow"
-PARSE_UPLOAD = "parse_upload"
 
 
 class PriorityRedisQueue(RedisQueue):
@@ -116,38 +113,3 @@ class PriorityRedisQueue(RedisQueue):
 def create_queue(redis_url: str, namespace: str, drains: tuple[Priority, ...] = PRIORITIES) -> PriorityRedisQueue:
     """The queue on its own connection pool: blocking dequeues must not share the cache's short timeouts."""
     return PriorityRedisQueue(Redis.from_url(redis_url), name=f"{namespace}:{QUEUE_NAME}", drains=drains)
-
-
-async def enqueue_workflow_run(
-    queue: PriorityRedisQueue, workflow_id: str, run_id: str, priority: Priority
-) -> Job | None:
-    """Queue one run of a workflow; `run_id` is the job's key, so queuing the same run twice queues it once."""
-    return await queue.enqueue(
-        RUN_WORKFLOW,
-        key=run_id,
-        priority=LANE_OF_PRIORITY[priority],
-        timeout=3600,
-        heartbeat=15,
-        retries=1,
-        ttl=3600,
-        workflow_id=workflow_id,
-        run_id=run_id,
-    )
-
-
-def parse_job_key(upload_id: str) -> str:
-    return f"parse-upload:{upload_id}"
-
-
-async def enqueue_upload_parse(queue: PriorityRedisQueue, upload_id: str) -> Job | None:
-    """Queue the parse of a complete upload, in the high lane: someone is waiting for it. Queued once per upload."""
-    return await queue.enqueue(
-        PARSE_UPLOAD,
-        key=parse_job_key(upload_id),
-        priority=LANE_OF_PRIORITY["high"],
-        timeout=600,
-        heartbeat=30,
-        retries=2,
-        ttl=3600,
-        upload_id=upload_id,
-    )
