@@ -20,9 +20,9 @@ from domain.events.authorization import ChannelAuthorizer, TokenVerifier
 from domain.events.bus import EventKeys
 from domain.events.history import History
 from domain.events.hub import EventHub
-from domain.events.shutdown import run_before_granian_stops
 from domain.events.socket import CloseCode, LiveConfig, LiveSocket
 from domain.events.stats import LiveStats
+from infra.granian import run_before_granian_stops
 
 SHUTDOWN_TIMEOUT_S = 5.0
 STATS_INTERVAL_S = 1.0
