@@ -28,14 +28,16 @@ def create_cache_redis(url: str, max_connections: int, timeout_s: float) -> Redi
 
 
 def create_bounded_redis(url: str, max_connections: int, timeout_s: float) -> Redis:
-    """A pool of at most `max_connections`, each call (waiting for a connection, connecting, each reply) bounded
-    by `timeout_s`: for reads that may take longer than the cache's but must never hang. Closing the client
-    closes its pool."""
+    """A pool of at most `max_connections` for reads that may take longer than the cache's but must never hang:
+    waiting for a connection, connecting and each reply are bounded by `timeout_s`, with one immediate retry (not
+    redis-py's default three with backoff), so a call gives up within twice `timeout_s`. Closing the client closes
+    its pool."""
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 1),
     )
     return Redis.from_pool(pool)
