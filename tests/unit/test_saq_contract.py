@@ -1,9 +1,9 @@
 """The parts of SAQ that `PriorityRedisQueue` overrides or leans on, pinned as they are in saq 0.26.4.
 
-The priority lanes work by swapping SAQ's `_queued` list around its own `_enqueue` and `_retry`, by replacing its
-`dequeue`, and by finishing an aborted queued job before its `abort` would look in the wrong list. A new SAQ that
-changes any of these may break the lanes without a single error: this test fails first and names what to re-check.
-To accept a new SAQ, read each change against the method named in the failure, then update the pin.
+The priority lanes work by pointing SAQ's `_queued` list at a job's lane while SAQ's own `_enqueue` and `_retry` run,
+by replacing its `dequeue`, and by finishing an aborted queued job before its `abort` would look in the wrong list.
+A new SAQ that changes any of these may break the lanes without a single error: this test fails first and names
+what to re-check. To accept a new SAQ, read each change against the method named in the failure, then update the pin.
 """
 
 from __future__ import annotations
