@@ -10,11 +10,12 @@ serve *ARGS:
 test *ARGS:
     {{venv}}pytest {{ARGS}}
 
-# Lint and type-check
+# Lint, type-check, and check the import contracts (pyproject.toml [tool.importlinter])
 lint:
     {{venv}}ruff check .
     {{venv}}ruff format --check .
     {{venv}}mypy
+    {{venv}}lint-imports --no-cache
 
 # Benchmark every scenario (see `roi bench --help`)
 bench *ARGS:

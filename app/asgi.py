@@ -37,20 +37,21 @@ from domain.accounts.controller import AccountController
 from domain.accounts.security import build_jwt_auth
 from domain.accounts.throttle import LoginThrottle
 from domain.agents.controller import AgentController
-from domain.cache import Cache, create_cache_redis
+from domain.cache import Cache
 from domain.errors import DomainError
 from domain.events.bus import EventBus
 from domain.events.socket import LiveConfig
 from domain.events.ws import live_events_endpoint, live_events_lifespan, with_direct_send
 from domain.http import public_cache
 from domain.pagination import CursorSigner
-from domain.redis_get import PipelinedGet
 from domain.uploads.controller import UploadController
 from domain.uploads.service import UploadService
 from domain.uploads.storage import local_storage
 from domain.uploads.store import UploadStore
 from domain.workflows.controller import WorkflowController
-from workers.queues import create_queue
+from infra.queue import create_queue
+from infra.redis import create_cache_redis
+from infra.redis_batch import PipelinedGet
 
 
 class MetricsController(PrometheusController):

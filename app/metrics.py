@@ -19,9 +19,9 @@ from litestar import Litestar
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.cache import REDIS_FAILURES
 from domain.events.stats import LiveStats
-from workers.queues import PriorityRedisQueue
+from infra.queue import PriorityRedisQueue
+from infra.redis import REDIS_FAILURES
 
 CACHE_FAMILIES = ("workflow_status", "workflow_list", "agents")
 CACHE_OUTCOMES = ("hit", "miss", "fallback")

@@ -21,25 +21,25 @@ from saq.types import PartialTimersDict
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from db.pools import SESSION_SETTINGS
-from domain.cache import REDIS_FAILURES, Cache, create_cache_redis
+from domain.cache import Cache
 from domain.events.bus import EventBus
 from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
 from domain.uploads.storage import UploadStorage, local_storage
 from domain.workflows.changes import WorkflowNotifier
 from domain.workflows.runner import RunResources, run_workflow
 from domain.workflows.runs import RunStore, fail_lost_runs, stale_queued_runs
-from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
-from workers.queues import (
+from infra.jobs import (
     PARSE_UPLOAD,
     PRIORITIES,
     RUN_WORKFLOW,
     Priority,
-    PriorityRedisQueue,
-    create_queue,
     enqueue_upload_parse,
     enqueue_workflow_run,
     parse_job_key,
 )
+from infra.queue import PriorityRedisQueue, create_queue
+from infra.redis import REDIS_FAILURES, create_cache_redis
+from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
 
 logger = logging.getLogger("roi.worker")
 

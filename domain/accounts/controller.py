@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
 from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, Registration, UserOut
-from domain.accounts.security import admin_ui_cookie
+from domain.accounts.security import admin_ui_cookie, provide_current_user
 from domain.accounts.service import UserService
 from domain.accounts.throttle import LoginThrottle
 from domain.errors import NotFound, Unauthorized
-from domain.http import errors, provide_current_user, strict_body
+from domain.http import strict_body
+from infra.openapi import errors
 
 
 async def provide_user_service(db_session: AsyncSession) -> AsyncGenerator[UserService, None]:

@@ -8,8 +8,9 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, State
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -125,3 +126,11 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
         raise NotAuthorizedException("sign in as an admin")
     if not user.is_admin:
         raise PermissionDeniedException("admins only")
+
+
+Caller = Request[CurrentUser, Any, State]
+"""A request from an authenticated user: `request.user` is who is calling (read from the token, no query)."""
+
+
+def provide_current_user(request: Request[CurrentUser, Any, Any]) -> CurrentUser:
+    return request.user

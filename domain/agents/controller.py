@@ -8,7 +8,8 @@ from litestar.di import Provide
 
 from domain.agents.schemas import AgentList
 from domain.agents.service import AgentReader
-from domain.http import NOT_MODIFIED, documented, errors, json_bytes, public_cache
+from domain.http import json_bytes, public_cache
+from infra.openapi import NOT_MODIFIED, documented, errors
 
 
 def provide_agent_reader(state: State) -> AgentReader:

@@ -14,15 +14,15 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from litestar import Litestar, asgi
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from domain.events.authorization import ChannelAuthorizer, TokenVerifier
 from domain.events.bus import EventKeys
 from domain.events.history import History
 from domain.events.hub import EventHub
-from domain.events.shutdown import run_before_granian_stops
 from domain.events.socket import CloseCode, LiveConfig, LiveSocket
 from domain.events.stats import LiveStats
+from infra.granian import run_before_granian_stops
+from infra.redis import create_bounded_redis
 
 SHUTDOWN_TIMEOUT_S = 5.0
 STATS_INTERVAL_S = 1.0
@@ -157,8 +157,7 @@ def live_events_lifespan(
     @asynccontextmanager
     async def running(app: Litestar) -> AsyncIterator[None]:
         keys = EventKeys(namespace)
-        pool = BlockingConnectionPool.from_url(redis_url, max_connections=REPLAY_CONNECTIONS, timeout=REPLAY_TIMEOUT_S)
-        replay_redis = Redis(connection_pool=pool, socket_timeout=REPLAY_TIMEOUT_S)
+        replay_redis = create_bounded_redis(redis_url, REPLAY_CONNECTIONS, REPLAY_TIMEOUT_S)
         live = LiveEvents(
             EventHub(redis_url, keys),
             History(replay_redis, keys),
@@ -175,7 +174,6 @@ def live_events_lifespan(
         finally:
             await live.stop()
             await replay_redis.aclose()
-            await pool.disconnect()
 
     return running
 

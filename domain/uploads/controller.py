@@ -16,11 +16,13 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from domain.accounts.security import Caller
 from domain.errors import InvalidInput, NotFound, UnsupportedMediaType
-from domain.http import Caller, documented, errors, headers_only, json_bytes
+from domain.http import json_bytes
 from domain.uploads import tus
 from domain.uploads.schemas import UploadOut, UploadPage
 from domain.uploads.service import ClientGone, UploadService
+from infra.openapi import documented, errors, headers_only
 
 UPLOADS_PATH = "/api/uploads"
 NO_STORE = {"Cache-Control": "no-store"}

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 
-from domain.cache import REDIS_FAILURES
 from domain.errors import (
     ConflictError,
     DomainError,
@@ -31,7 +30,8 @@ from domain.uploads import queries, tus
 from domain.uploads.changes import ProgressPacer, RecordPacer, UploadNotifier
 from domain.uploads.storage import BytesElsewhere, UploadStorage
 from domain.uploads.store import Lease, Released, UploadStore
-from workers.queues import PriorityRedisQueue, enqueue_upload_parse
+from infra.jobs import JobQueue, enqueue_upload_parse
+from infra.redis import REDIS_FAILURES
 
 logger = logging.getLogger("roi.uploads")
 
@@ -95,7 +95,7 @@ class UploadService:
         store: UploadStore,
         storage: UploadStorage,
         events: EventBus,
-        queue: PriorityRedisQueue,
+        queue: JobQueue,
         max_size: int,
         idle_timeout_s: float,
         cursors: CursorSigner,

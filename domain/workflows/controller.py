@@ -12,7 +12,8 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.http import Caller, documented, errors, json_bytes, strict_body
+from domain.accounts.security import Caller
+from domain.http import json_bytes, strict_body
 from domain.workflows.schemas import (
     RunAccepted,
     WorkflowCreate,
@@ -24,6 +25,7 @@ from domain.workflows.schemas import (
     WorkflowStatusName,
 )
 from domain.workflows.service import WorkflowReader, WorkflowService
+from infra.openapi import documented, errors
 
 
 def provide_workflow_reader(state: State) -> WorkflowReader:

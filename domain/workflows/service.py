@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Upload, Workflow, WorkflowStep
-from domain.cache import REDIS_FAILURES, Cache
+from domain.cache import Cache
 from domain.errors import ConflictError, InvalidInput, NotFound
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner, Position, check_page_request, render_page
@@ -28,7 +28,8 @@ from domain.workflows.schemas import (
     WorkflowCreate,
     WorkflowPatch,
 )
-from workers.queues import PriorityRedisQueue, enqueue_workflow_run
+from infra.jobs import JobQueue, enqueue_workflow_run
+from infra.redis import REDIS_FAILURES
 
 logger = logging.getLogger("roi.workflows")
 
@@ -135,9 +136,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
 
     repository_type = Repo
 
-    def __init__(
-        self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: PriorityRedisQueue
-    ) -> None:
+    def __init__(self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: JobQueue) -> None:
         super().__init__(session=session)
         self.reader = reader
         self.events = events

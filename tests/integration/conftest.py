@@ -19,10 +19,10 @@ from app.asgi import create_app
 from app.settings import Settings
 from db.migrate import upgrade
 from db.pools import asyncpg_dsn
+from infra.queue import PriorityRedisQueue, create_queue
 from tests.integration.queue_support import forget_queue, queue_name
 from tests.integration.redis_support import OwnRedis
 from tests.integration.support import Account, sign_up
-from workers.queues import PriorityRedisQueue, create_queue
 
 
 class ServiceURLs:

@@ -17,8 +17,8 @@ from litestar.testing import AsyncTestClient
 from saq import Worker
 
 from app.settings import Settings
+from infra.queue import PriorityRedisQueue, create_queue
 from tests.integration.support import Account
-from workers.queues import PriorityRedisQueue, create_queue
 from workers.worker import WorkerConfig, create_worker
 
 TERMINAL = ("succeeded", "failed", "cancelled")

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.settings import Settings
-from domain.redis_get import PipelinedGet
+from infra.redis_batch import PipelinedGet
 from tests.integration.redis_support import OwnRedis
 
 
