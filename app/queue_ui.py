@@ -17,6 +17,7 @@ from saq.types import QueueInfo
 from saq.web.common import STATIC_PATH
 
 from domain.accounts.security import ADMIN_UI_PATH, admin_only
+from domain.services import provide_services
 
 
 def redirect_to_the_ui_root(app: ASGIApp) -> ASGIApp:
@@ -38,7 +39,8 @@ def redirect_to_the_ui_root(app: ASGIApp) -> ASGIApp:
 
 
 def provide_task_queues(state: State) -> TaskQueues:
-    return TaskQueues(queues={state.queue.name: state.queue})
+    queue = provide_services(state).queue
+    return TaskQueues(queues={queue.name: queue})
 
 
 def queue_ui_handlers() -> list[ControllerRouterHandler]:

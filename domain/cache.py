@@ -104,7 +104,7 @@ def new_generation() -> str:
     return uuid.uuid4().hex
 
 
-def _ignore(family: str, outcome: str) -> None:
+def ignore_outcome(family: str, outcome: str) -> None:
     """The default outcome recorder, for callers without metrics."""
 
 
@@ -115,7 +115,7 @@ class Cache:
         self,
         redis: Redis,
         namespace: str,
-        record: CacheOutcome = _ignore,
+        record: CacheOutcome = ignore_outcome,
         retry_after_s: float = 1.0,
         fast_get: PipelinedGet | None = None,
         local_max_bytes: int = 32 << 20,

@@ -108,6 +108,17 @@ def build_jwt_auth(secret_key: str, token_ttl_s: int) -> JWTCookieAuth[CurrentUs
     )
 
 
+class TokenIssuer:
+    """Makes the bearer tokens the API hands out at login, signed as the middleware verifies them."""
+
+    def __init__(self, auth: JWTCookieAuth[CurrentUser, Token]) -> None:
+        self.auth = auth
+        self.lifetime_s = int(auth.default_token_expiration.total_seconds())
+
+    def issue(self, user_id: uuid.UUID, is_admin: bool) -> str:
+        return self.auth.create_token(identifier=str(user_id), token_extras={"adm": is_admin})
+
+
 def admin_ui_cookie(token: str, token_ttl_s: int) -> Cookie:
     return Cookie(
         key=ADMIN_UI_COOKIE,

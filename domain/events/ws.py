@@ -10,11 +10,15 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
+import asyncpg
 from litestar import Litestar, asgi
 from litestar.enums import ScopeType
+from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from domain.accounts.schemas import CurrentUser
 from domain.events.authorization import ChannelAuthorizer, TokenVerifier
 from domain.events.bus import EventKeys
 from domain.events.history import History
@@ -23,6 +27,7 @@ from domain.events.socket import CloseCode, LiveConfig, LiveSocket
 from domain.events.stats import LiveStats
 from infra.granian import run_before_granian_stops
 from infra.redis import create_bounded_redis
+from infra.settings import Settings
 
 SHUTDOWN_TIMEOUT_S = 5.0
 STATS_INTERVAL_S = 1.0
@@ -148,21 +153,30 @@ async def _plain_http_refusal(send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class LiveEventsNeeds(Protocol):
+    """What the endpoint takes from the process's services."""
+
+    settings: Settings
+    jwt_auth: JWTCookieAuth[CurrentUser, Token]
+    asyncpg_pool: asyncpg.Pool
+
+
 def live_events_lifespan(
-    redis_url: str, namespace: str, config: LiveConfig, stats: LiveStats | None = None
+    config: LiveConfig, stats: LiveStats | None, needs: Callable[[Litestar], LiveEventsNeeds]
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A lifespan that runs the process's `LiveEvents` as `app.state.live_events`; list it after the one that
-    opens `app.state.read_pool`. Under Granian, sockets are closed with GOING_AWAY before the worker stops."""
+    opens the services `needs` reads. Under Granian, sockets are closed with GOING_AWAY before the worker stops."""
 
     @asynccontextmanager
     async def running(app: Litestar) -> AsyncIterator[None]:
-        keys = EventKeys(namespace)
+        services = needs(app)
+        redis_url, keys = services.settings.redis_url or "", EventKeys(services.settings.redis_namespace)
         replay_redis = create_bounded_redis(redis_url, REPLAY_CONNECTIONS, REPLAY_TIMEOUT_S)
         live = LiveEvents(
             EventHub(redis_url, keys),
             History(replay_redis, keys),
-            TokenVerifier(app.state.jwt_auth),
-            ChannelAuthorizer(app.state.read_pool),
+            TokenVerifier(services.jwt_auth),
+            ChannelAuthorizer(services.asyncpg_pool),
             config,
             stats,
         )

@@ -8,8 +8,6 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, Response, delete, get, head, patch, post, route
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.enums import HttpMethod
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
@@ -26,11 +24,6 @@ from infra.openapi import documented, errors, headers_only
 
 UPLOADS_PATH = "/api/uploads"
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def provide_upload_service(state: State) -> UploadService:
-    service: UploadService = state.upload_service
-    return service
 
 
 async def request_chunks(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
@@ -54,11 +47,11 @@ def _offset_headers(offset: int, expires: str | None) -> dict[str, str]:
 
 
 class UploadController(Controller):
-    """Every response here also carries `Tus-Resumable` (app.asgi adds it, errors included)."""
+    """Every response here also carries `Tus-Resumable` (app.asgi adds it, errors included); the app provides
+    `uploads`, the process's UploadService."""
 
     path = UPLOADS_PATH
     tags = ["uploads"]
-    dependencies = {"uploads": Provide(provide_upload_service, sync_to_thread=False)}
 
     @route(
         http_method=HttpMethod.OPTIONS,

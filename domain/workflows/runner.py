@@ -11,9 +11,8 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,9 +29,8 @@ PROGRESS_INTERVAL_S = 0.2
 HEARTBEAT_INTERVAL_S = 2.0
 
 
-@dataclass(frozen=True)
-class RunResources:
-    """What a worker process shares between runs."""
+class RunResources(Protocol):
+    """What a run needs of its process's services."""
 
     engine: AsyncEngine
     cache: Cache

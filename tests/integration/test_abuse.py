@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.support import Account, sign_up
 
 WINDOW_S = 60

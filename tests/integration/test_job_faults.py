@@ -11,8 +11,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq import Status
 
-from app.settings import Settings
 from infra.queue import PriorityRedisQueue
+from infra.settings import Settings
 from tests.integration.jobs_support import (
     TERMINAL,
     start_run,

@@ -13,9 +13,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq import Status, Worker
 
-from app.settings import Settings
 from infra.jobs import LANE_OF_PRIORITY, PRIORITIES, Priority
 from infra.queue import PriorityRedisQueue
+from infra.settings import Settings
 from tests.integration.jobs_support import start_run, wait_until
 from tests.integration.queue_support import private_queue
 from tests.integration.support import Account

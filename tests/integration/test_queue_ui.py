@@ -15,8 +15,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq.web.common import STATIC_PATH
 
-from app.settings import Settings
 from domain.accounts.security import ADMIN_UI_COOKIE
+from infra.settings import Settings
 from testkit.factories import RegistrationFactory
 from tests.integration.jobs_support import (
     running_worker,

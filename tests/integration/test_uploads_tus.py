@@ -16,10 +16,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.asgi import create_app
-from app.settings import Settings
 from domain.events.bus import EventBus
 from domain.uploads.processing import expire_uploads
 from domain.uploads.storage import LocalFileWriter, LocalStorage, local_storage
+from infra.settings import Settings
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.redis_support import free_port
 from tests.integration.support import Account, sign_up
@@ -110,7 +110,7 @@ class SyncRecordingStorage:
 
 async def test_the_offset_of_record_never_passes_bytes_made_durable(client: AsyncTestClient, alice: Account) -> None:
     """A machine that loses power must not leave HEAD promising bytes the disk lost: sync, then record."""
-    service = client.app.state.upload_service
+    service = client.app.state.services.uploads
     recording = service.storage = SyncRecordingStorage(service.storage)
     location = await create_upload(client, alice, len(LEDGER))
     for start, end in ((0, 10), (10, 25), (25, len(LEDGER))):

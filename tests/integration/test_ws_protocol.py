@@ -14,8 +14,8 @@ import websockets
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from app.settings import Settings
 from domain.events.bus import EventBus, user_channel, workflow_channel
+from infra.settings import Settings
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
 from tests.integration.ws_support import (
