@@ -23,9 +23,9 @@ from domain.agents.service import AgentReader
 from domain.cache import Cache, CacheOutcome, ignore_outcome
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner
+from domain.uploads.repository import UploadRepository
 from domain.uploads.service import UploadService
 from domain.uploads.storage import UploadStorage, local_storage
-from domain.uploads.store import UploadStore
 from domain.workflows.service import WorkflowReader
 from infra.queue import PriorityRedisQueue, create_queue
 from infra.redis import create_cache_redis
@@ -103,7 +103,7 @@ class ApiServices(Services):
         cursors = CursorSigner(settings.secret_key)
         storage = local_storage(settings.roi_data_dir)
         uploads = UploadService(
-            UploadStore(asyncpg_pool, upload_lease_s(settings), settings.upload_expiry_s),
+            UploadRepository(asyncpg_pool, upload_lease_s(settings), settings.upload_expiry_s),
             storage,
             events,
             queue,

@@ -20,9 +20,9 @@ from saq.types import PartialTimersDict
 from db.pools import create_engine
 from domain.services import Services
 from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
-from domain.workflows.changes import WorkflowNotifier
+from domain.workflows.notifier import WorkflowNotifier
+from domain.workflows.run_state import RunStore, fail_lost_runs, stale_queued_runs
 from domain.workflows.runner import run_workflow
-from domain.workflows.runs import RunStore, fail_lost_runs, stale_queued_runs
 from infra.jobs import (
     PARSE_UPLOAD,
     PRIORITIES,
@@ -139,13 +139,13 @@ class Reconciler:
         except REDIS_FAILURES:
             logger.warning("cannot check queued runs yet: Redis does not answer")
 
-    async def _requeue_if_lost(self, workflow_id: uuid.UUID, job_id: str, priority: str, job: Job | None) -> None:
+    async def _requeue_if_lost(self, workflow_id: uuid.UUID, job_id: str, priority: Priority, job: Job | None) -> None:
         """A queued run whose job Redis no longer has, or holds in no lane, goes back into its lane.
 
         A job record that exists and is finished belongs to a run that ended meanwhile: left alone.
         """
         if job is None:
-            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)  # type: ignore[arg-type]
+            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)
         elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
             # Popped by a worker that died before it moved the job to the active list.
             await self.queue.redis.rpush(self.queue.lane(job), job.id)

@@ -105,7 +105,7 @@ class UploadController(Controller):
     )
     async def upload_offset(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[None]:
         tus.check_version(request.headers.get("tus-resumable"))
-        state = await uploads.store.head(_upload_id(upload_id), request.user.id)
+        state = await uploads.repository.head(_upload_id(upload_id), request.user.id)
         headers = {"Upload-Offset": str(state.offset), "Upload-Length": str(state.length), **NO_STORE}
         if state.tus_metadata:
             headers["Upload-Metadata"] = state.tus_metadata

@@ -9,6 +9,7 @@ from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from db.models import WorkflowStatusName
 from domain.accounts.security import Caller
 from domain.http import json_bytes, strict_body
 from domain.workflows.schemas import (
@@ -19,7 +20,6 @@ from domain.workflows.schemas import (
     WorkflowPatch,
     WorkflowResultOut,
     WorkflowStatus,
-    WorkflowStatusName,
 )
 from domain.workflows.service import WorkflowReader, WorkflowService
 from infra.openapi import documented, errors

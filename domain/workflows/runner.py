@@ -1,6 +1,6 @@
 """One run of a workflow: each planned step executed by its agent, every change persisted, cached and published.
 
-The state of record is PostgreSQL (see `runs.RunStore`); after each committed change the runner drops the
+The state of record is PostgreSQL (see `run_state.RunStore`); after each committed change the runner drops the
 workflow's cache keys and publishes the matching event, the same way the API's writes do.
 """
 
@@ -20,8 +20,8 @@ from domain.agents.steps import STEP_EXECUTORS, RunState, StepFailed
 from domain.cache import Cache
 from domain.events.bus import EventBus
 from domain.uploads.processing import upload_cash_flows
-from domain.workflows.changes import WorkflowNotifier
-from domain.workflows.runs import ClaimedRun, RunNotCurrent, RunStore
+from domain.workflows.notifier import WorkflowNotifier
+from domain.workflows.run_state import ClaimedRun, RunNotCurrent, RunStore
 
 logger = logging.getLogger("roi.runner")
 

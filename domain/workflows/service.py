@@ -12,13 +12,14 @@ import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Upload, Workflow, WorkflowStep
+from db.models import Upload, Workflow, WorkflowStatusName, WorkflowStep
 from domain.cache import Cache
 from domain.errors import ConflictError, InvalidInput, NotFound
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner, Position, check_page_request, render_page
 from domain.workflows import queries
-from domain.workflows.changes import WorkflowCacheKeys, WorkflowNotifier
+from domain.workflows.cache_keys import WorkflowCacheKeys
+from domain.workflows.notifier import WorkflowNotifier
 from domain.workflows.schemas import (
     MAX_SIMULATED_VALUES,
     Parameters,
@@ -31,7 +32,7 @@ from infra.redis import REDIS_FAILURES
 
 logger = logging.getLogger("roi.workflows")
 
-ACTIVE_STATUSES = ("queued", "running")
+ACTIVE_STATUSES: tuple[WorkflowStatusName, ...] = ("queued", "running")
 STEP_KINDS_WITHOUT_SIMULATION = ("ingest", "validate", "analyze", "report")
 STEP_KINDS_WITH_SIMULATION = ("ingest", "validate", "analyze", "simulate", "report")
 
@@ -80,7 +81,12 @@ class WorkflowReader:
         return owned[OWNER_PREFIX_LENGTH:]
 
     async def page_json(
-        self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int, cursor: str | None = None
+        self,
+        owner_id: uuid.UUID,
+        status: WorkflowStatusName | None,
+        limit: int,
+        offset: int,
+        cursor: str | None = None,
     ) -> bytes:
         """A page newest first, from `offset` or after `cursor` (a `next_cursor` of this owner's list and filter)."""
         check_page_request(offset, cursor)
@@ -106,7 +112,12 @@ class WorkflowReader:
         return owner_hex.encode() + status
 
     async def _page(
-        self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int, after: Position | None
+        self,
+        owner_id: uuid.UUID,
+        status: WorkflowStatusName | None,
+        limit: int,
+        offset: int,
+        after: Position | None,
     ) -> bytes:
         fetch = self.asyncpg_pool.fetch
         one_more = limit + 1
@@ -173,7 +184,7 @@ class WorkflowService:
         await self.session.commit()
         await self._notifier(workflow).workflow_status("queued", job_id=job_id)
         try:
-            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, workflow.priority)  # type: ignore[arg-type]
+            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, workflow.priority)
         except REDIS_FAILURES:
             logger.warning("workflow %s stays queued until Redis takes its job", workflow_id, exc_info=True)
         return RunAccepted(id=workflow_id, status="queued", job_id=job_id)
