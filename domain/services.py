@@ -6,6 +6,7 @@ wherever it runs, and nothing looks its collaborators up by name at request time
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -33,6 +34,7 @@ from infra.redis_batch import PipelinedGet
 from infra.settings import Settings
 
 WORKER_REDIS_CONNECTIONS = 32
+POOL_CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -143,7 +145,12 @@ class ApiServices(Services):
         await self.cache.close()
         self.batched_reads.close()
         await self.redis.aclose()
-        await self.asyncpg_pool.close()
+        try:
+            # close() waits for every connection to come back: one held by a request that never ends must not
+            # hold up the shutdown for ever.
+            await asyncio.wait_for(self.asyncpg_pool.close(), POOL_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            self.asyncpg_pool.terminate()
 
 
 def provide_services(state: State) -> ApiServices:
