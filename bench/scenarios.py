@@ -101,7 +101,7 @@ def _ms(value: float) -> str:
 
 SERVICES = {
     "deployed": "app.asgi:create_app",
-    "uncached": "app.bench.uncached:create_app",
+    "uncached": "bench.uncached:create_app",
 }
 """Granian app factories by name: each service a scenario names is started once, on the same database."""
 
@@ -120,16 +120,16 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 JOBS = "jobs"
-"""Not one HTTP request under load: workflow runs on `roi worker` processes (app/bench/jobs.py), in these rows."""
+"""Not one HTTP request under load: workflow runs on `roi worker` processes (bench/jobs.py), in these rows."""
 JOB_ROWS = ("jobs_start_idle", "jobs_start_high_behind_low", "jobs_high_after_free_slot", "jobs_throughput")
 
 WS = "ws"
-"""Not HTTP: N subscribers of one channel on /ws (app/bench/ws.py), rows `ws_latency_<N>` and `ws_throughput_<N>`;
+"""Not HTTP: N subscribers of one channel on /ws (bench/ws.py), rows `ws_latency_<N>` and `ws_throughput_<N>`;
 issue 5's p50/p99 goals are judged there (a Goal here has no p99)."""
 
 UPLOADS = "uploads"
 """Not one HTTP request under load: 10 MiB tus uploads beside a floor that only streams the bytes to a file, and
-upload->ready with a `roi worker` (app/bench/uploads.py), in these rows; a service row's req/s÷floor is against the
+upload->ready with a `roi worker` (bench/uploads.py), in these rows; a service row's req/s÷floor is against the
 floor row of its chunk size."""
 UPLOAD_ROWS = (
     "upload_floor_5mb_chunks",
@@ -140,7 +140,7 @@ UPLOAD_ROWS = (
 )
 
 MIXED = "mixed"
-"""Many users at once for minutes (app/bench/mixed.py): listing, polling, running, uploading, subscribed; a row per
+"""Many users at once for minutes (bench/mixed.py): listing, polling, running, uploading, subscribed; a row per
 kind of request, and for what the API answers asynchronously (the upload's parse, a job's start, an event)."""
 MIXED_API_ROWS = (
     "mixed_list",
