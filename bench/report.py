@@ -174,6 +174,8 @@ class ScaleSize(msgspec.Struct):
     pages: int
     """The pages of the big user's list."""
     cursor_walk_s: float
+    answers: dict[str, str] = {}
+    """Per read row, what it answers at this size: `scale_status_page: 15 items, 19.6 kB`."""
 
 
 class ScaleRatio(msgspec.Struct):
@@ -506,6 +508,7 @@ def scale_lines(scale: ScaleReport) -> list[str]:
             f"    {size.bytes_per_workflow:,.0f} bytes per workflow: roi_workflows {workflows} + its indexes "
             f"{indexes}, workflow_steps (4 a workflow) {steps} + its indexes {step_indexes}; cursor page "
             f"{size.cursor_page:,} of {size.pages:,} (the cursors before it walked in {size.cursor_walk_s:.1f} s)",
+            "    answers: " + "; ".join(f"{name} {answer}" for name, answer in size.answers.items()),
         ]
     for ratio in scale.ratios:
         lines.append(

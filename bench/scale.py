@@ -90,6 +90,10 @@ class _Page(msgspec.Struct):
     next_cursor: str | None
 
 
+class _Items(msgspec.Struct):
+    items: list[msgspec.Raw]
+
+
 class _Token(msgspec.Struct):
     access_token: str
 
@@ -108,6 +112,8 @@ class Size:
     pages: int = 1
     cursor_walk_s: float = 0.0
     cancelled: list[str] = field(default_factory=list)
+    answers: dict[str, str] = field(default_factory=dict)
+    """Per read, what it answers at this size (`50 items, 64 KB`): a short list's pages hold fewer items."""
 
     def row(self, name: str) -> str:
         """The name of scenario `name`'s row at this size: `scale_detail_1m`."""
@@ -184,6 +190,7 @@ def _described(size: Size) -> ScaleSize:
         cursor_page=size.cursor_page,
         pages=size.pages,
         cursor_walk_s=size.cursor_walk_s,
+        answers=size.answers,
     )
 
 
@@ -252,8 +259,8 @@ def _requests(name: str, size: Size) -> str:
     if name in SCALE_READS:
         scenario = _read(name, size)
         path = scenario.path.replace(size.cursor, "<cursor>") if size.cursor else scenario.path
-        where = f" (page {size.cursor_page:,} of {size.pages:,})" if name == "scale_cursor_page" else ""
-        return f"{scenario.method} {path}{where}"
+        where = f"page {size.cursor_page:,} of {size.pages:,}, " if name == "scale_cursor_page" else ""
+        return f"{scenario.method} {path} ({where}{size.answers[name]})"
     if name == "scale_create":
         return "POST /api/workflows"
     return f"POST /api/workflows/{{id}}/{name.removeprefix('scale_')}, each run followed by a cancel"
@@ -330,14 +337,24 @@ async def _prepare(size: Size) -> None:
             page = await _page(api, f"limit={PAGE}" + (f"&cursor={cursor}" if cursor else ""))
             cursor = page.next_cursor
         size.cursor_walk_s = time.perf_counter() - started
-    if cursor is None:
-        raise BenchFailed(f"scale: the big user of {size.database.template} has a list of one page")
-    size.cursor = cursor
+        if cursor is None:
+            raise BenchFailed(f"scale: the big user of {size.database.template} has a list of one page")
+        size.cursor = cursor
+        for name in SCALE_READS:
+            size.answers[name] = await _answer(
+                api, _read(name, size).path.format_map(msgspec.structs.asdict(size.seed))
+            )
     click.echo(
         f"scale: {size.label}: cursor to page {size.cursor_page:,} of {size.pages:,} walked in "
         f"{size.cursor_walk_s:.1f} s",
         err=True,
     )
+
+
+async def _answer(api: httpx.AsyncClient, path: str) -> str:
+    body = expect(await api.get(path), 200, "scale")
+    items = msgspec.json.decode(body, type=_Items).items if path.startswith("/api/workflows?") else None
+    return ("" if items is None else f"{len(items)} items, ") + f"{len(body) / 1000:,.1f} kB"
 
 
 async def _page(api: httpx.AsyncClient, query: str) -> _Page:
