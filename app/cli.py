@@ -216,8 +216,14 @@ async def _create_user(settings: Settings, email: str, name: str, password: str,
 @click.option("--duration", type=click.FloatRange(min=0.1), help="Seconds measured per scenario, round [10; quick 2].")
 @click.option("--quick", is_flag=True, help="Short windows (2 s after a 0.5 s warm-up) for a fast check.")
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Interleaved rounds.")
-@click.option("--scenario", "scenarios", multiple=True, help="Run this scenario (repeatable); the floor always runs.")
-@click.option("--all", "run_all", is_flag=True, help="Run every registered scenario (the default).")
+@click.option(
+    "--scenario",
+    "scenarios",
+    multiple=True,
+    help="Run this scenario (repeatable); the floor always runs. `scale` (1,000 vs 1,000,000 workflows: minutes, GBs "
+    "and a kept template database) runs only when named; ROI_BENCH_SCALE_ROWS sets a smaller large size.",
+)
+@click.option("--all", "run_all", is_flag=True, help="Run every registered scenario but `scale` (the default).")
 @click.option("--output", type=click.Path(dir_okay=False), help="The JSON report [bench-results/bench-<time>.json].")
 def bench(
     workers: int,

@@ -11,7 +11,7 @@ Rows:
 - `mixed_<kind>` for each kind of API request: from writing the request to reading the whole answer;
 - `mixed_upload`: a whole tus upload (POST, then one PATCH); `mixed_upload_to_ready`: from its POST to the GET
   that shows it parsed;
-- `mixed_job_start`: enqueue->start of every run and parse, from SAQ's job records (as app/bench/jobs.py);
+- `mixed_job_start`: enqueue->start of every run and parse, from SAQ's job records (as bench/jobs.py);
 - `mixed_ws_delivery`: each event on a user's channel, from its `ts` (stamped by the publisher, in the API or the
   worker) to its arrival here (the same machine's clock).
 

@@ -29,6 +29,7 @@ GROUPS = {
     "ws": "WebSocket",
     "upload": "uploads",
     "mixed": "mixed load",
+    "scale": "scale",
 }
 """Rows by the start of their name, a line between groups."""
 ROW_INCHES = 0.3
@@ -49,6 +50,7 @@ def write_plot(report: Report, path: Path) -> bool:
 
     rows = report.scenarios
     floor_p95 = next((r.p95_ms for r in rows if r.name == "health"), math.nan)
+    p95_by_row = {r.name: r.p95_ms for r in rows}
     figure = Figure(figsize=(13, 1.6 + ROW_INCHES * len(rows)), dpi=110, layout="constrained")
     axes = figure.add_subplot()
     left = _left_edge(rows)
@@ -65,7 +67,7 @@ def write_plot(report: Report, path: Path) -> bool:
         if row.name in brief:
             axes.vlines(brief[row.name], y - 0.45, y + 0.45, colors=BRIEF_COLOR, linewidth=2.2, zorder=3)
         for goal in goals_by_row.get(row.name, []):
-            for statistic, limit in _goal_limits(goal, floor_p95):
+            for statistic, limit in _goal_limits(goal, p95_by_row.get(goal.floor, math.nan)):
                 axes.vlines(limit, y - 0.45, y + 0.45, colors=GOAL_COLOR, linewidth=2.2, zorder=3)
                 axes.annotate(
                     statistic,
@@ -141,7 +143,7 @@ def _right_edge(rows: list[ScenarioResult], brief: dict[str, float]) -> float:
 
 
 def _goal_limits(goal: Goal, floor_p95_ms: float) -> list[tuple[str, float]]:
-    """The goal's latency limits in ms (a p95 relative to the floor's, in ms of this run); not its req/s share."""
+    """The goal's latency limits in ms (a p95 relative to its floor row's, in ms of this run); not its req/s share."""
     limits = [("p50", goal.max_p50_ms), ("p95", goal.max_p95_ms), ("p99", goal.max_p99_ms)]
     limits.append(("p95", goal.max_p95_vs_floor * floor_p95_ms))
     return [(statistic, limit) for statistic, limit in limits if math.isfinite(limit)]

@@ -149,6 +149,74 @@ def cache_speedups(results: list[ScenarioResult]) -> list[CacheSpeedup]:
     ]
 
 
+class ScaleSize(msgspec.Struct):
+    """One database of the scale scenario: its template, what the seed and the copy took, what a workflow weighs,
+    and how deep its `scale_cursor_page` row reads."""
+
+    label: str
+    workflows: int
+    shape: str
+    template: str
+    seeded_now: bool
+    """False: the template was already there (seeded `seed_s` at `seeded_at`) and was only copied."""
+    seed_s: float
+    seeded_at: datetime.datetime
+    copy_s: float
+    database_bytes: int
+    bytes_per_workflow: float
+    """roi_workflows and workflow_steps with their indexes and TOAST, over the workflows."""
+    workflow_table_bytes: int
+    workflow_index_bytes: int
+    step_table_bytes: int
+    step_index_bytes: int
+    cursor_page: int
+    """The page (of 50) `scale_cursor_page` reads, reached through the cursors of the pages before it."""
+    pages: int
+    """The pages of the big user's list."""
+    cursor_walk_s: float
+    answers: dict[str, str] = {}
+    """Per read row, what it answers at this size: `scale_status_page: 15 items, 19.6 kB`."""
+
+
+class ScaleRatio(msgspec.Struct):
+    """A scale row at the large size against the same row at the small one."""
+
+    scenario: str
+    small: str
+    large: str
+    small_p50_ms: float
+    large_p50_ms: float
+    small_p95_ms: float
+    large_p95_ms: float
+    p95_ratio: float
+
+
+class ScaleReport(msgspec.Struct):
+    sizes: list[ScaleSize]
+    read_connections: int
+    write_connections: int
+    ratios: list[ScaleRatio]
+
+
+def scale_ratios(results: list[ScenarioResult], names: tuple[str, ...], small: str, large: str) -> list[ScaleRatio]:
+    """Per scale row measured at both sizes (`<name>_<small>`, `<name>_<large>`): its p50s, p95s and the p95 ratio."""
+    by_name = {result.name: result for result in results}
+    return [
+        ScaleRatio(
+            scenario=name,
+            small=low.name,
+            large=high.name,
+            small_p50_ms=low.p50_ms,
+            large_p50_ms=high.p50_ms,
+            small_p95_ms=low.p95_ms,
+            large_p95_ms=high.p95_ms,
+            p95_ratio=_ratio(high.p95_ms, low.p95_ms),
+        )
+        for name in names
+        if (low := by_name.get(f"{name}_{small}")) is not None and (high := by_name.get(f"{name}_{large}")) is not None
+    ]
+
+
 class Report(msgspec.Struct):
     started_at: datetime.datetime
     machine: Machine
@@ -160,6 +228,7 @@ class Report(msgspec.Struct):
     brief: list[TargetResult] = []
     mixed: MixedReport | None = None
     cache_speedups: list[CacheSpeedup] = []
+    scale: ScaleReport | None = None
 
 
 def summarize(scenarios: list[Scenario], rounds: dict[str, list[Measurement]]) -> list[ScenarioResult]:
@@ -332,10 +401,11 @@ def table(report: Report) -> str:
         ]
         for r in report.scenarios
     ]
+    scale_floor = "; each scale row at the large size's: the same row at the small size" if report.scale else ""
     lines = [
         f"{s.workers} Granian workers, {s.connections} connections; per scenario {s.rounds} interleaved rounds x "
         f"{s.duration_s:g} s, each after a {s.warmup_s:g} s warm-up; floor = {FLOOR} (each upload row's: its "
-        "chunk size's upload_floor); a verdict fails on any error too",
+        f"chunk size's upload_floor{scale_floor}); a verdict fails on any error too",
         *_aligned(header, rows),
         "",
         *_aligned(
@@ -363,6 +433,8 @@ def table(report: Report) -> str:
         f"{c.uncached_server_cpu_us_per_request:,.0f} -> {c.server_cpu_us_per_request:,.0f} µs/req"
         for c in report.cache_speedups
     ]
+    if report.scale is not None:
+        lines += scale_lines(report.scale)
     if report.mixed is not None:
         lines += mixed_lines(report.mixed)
     lines += report.notes
@@ -409,6 +481,41 @@ def mixed_lines(mixed: MixedReport) -> list[str]:
             f"mixed: flat memory (every process's RSS grew <= {mixed.flat_tolerance_mib:g} MiB from warm to end)",
         ),
     ]
+    return lines
+
+
+def scale_lines(scale: ScaleReport) -> list[str]:
+    """Each database of the scale scenario, then per row its p50 and p95 at both sizes and the ratio of the p95s."""
+    lines = [
+        "",
+        f"scale: the uncached service on a copy of each template; reads at {scale.read_connections} connections, "
+        f"writes at {scale.write_connections}",
+    ]
+    for size in scale.sizes:
+        seed = f"seeded in {size.seed_s:,.1f} s" if size.seeded_now else f"seeded {size.seeded_at:%Y-%m-%d %H:%M} UTC"
+        workflows, indexes, steps, step_indexes = (
+            f"{size_bytes / size.workflows:,.0f}"
+            for size_bytes in (
+                size.workflow_table_bytes,
+                size.workflow_index_bytes,
+                size.step_table_bytes,
+                size.step_index_bytes,
+            )
+        )
+        lines += [
+            f"  {size.label}: {size.workflows:,} workflows ({size.shape}), template {size.template} ({seed}; "
+            f"copied in {size.copy_s:.1f} s); database {size.database_bytes / 2**20:,.0f} MiB",
+            f"    {size.bytes_per_workflow:,.0f} bytes per workflow: roi_workflows {workflows} + its indexes "
+            f"{indexes}, workflow_steps (4 a workflow) {steps} + its indexes {step_indexes}; cursor page "
+            f"{size.cursor_page:,} of {size.pages:,} (the cursors before it walked in {size.cursor_walk_s:.1f} s)",
+            "    answers: " + "; ".join(f"{name} {answer}" for name, answer in size.answers.items()),
+        ]
+    for ratio in scale.ratios:
+        lines.append(
+            f"  {ratio.scenario}: p50 {_number(ratio.small_p50_ms)} -> {_number(ratio.large_p50_ms)} ms, p95 "
+            f"{_number(ratio.small_p95_ms)} -> {_number(ratio.large_p95_ms)} ms: {ratio.p95_ratio:.2f}x "
+            f"({ratio.large} ÷ {ratio.small})"
+        )
     return lines
 
 

@@ -20,6 +20,7 @@ from bench.report import (
     MixedReport,
     Report,
     RunSettings,
+    ScaleReport,
     ScenarioResult,
     cache_speedups,
     judge,
@@ -35,6 +36,7 @@ from bench.scenarios import (
     GOALS,
     JOBS,
     MIXED,
+    SCALE,
     SCENARIOS,
     SERVICES,
     UPLOADS,
@@ -67,7 +69,8 @@ def run_bench(
 ) -> None:
     """Measure, print the table, write the JSON report and the plot; a failure raises `BenchFailed` (exit code 1).
 
-    With neither `--scenario` nor `--all`, every scenario runs, as with `--all`.
+    With neither `--scenario` nor `--all`, every scenario runs, as with `--all`: every one but `scale`, which needs
+    minutes and GBs and runs only when named.
     """
     scenarios = select_scenarios(scenario_names, run_all)
     others = selected_others(scenario_names)
@@ -86,6 +89,7 @@ def run_bench(
     report_path.parent.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     mixed: MixedReport | None = None
+    scale: ScaleReport | None = None
     with ExitStack() as stack:
         database_server_url, redis_url = stack.enter_context(_service_urls())
         database_url = stack.enter_context(fresh_database(database_server_url))
@@ -116,6 +120,11 @@ def run_bench(
 
             mixed_results, mixed = uvloop.run(measure_mixed(deployed, environment, settings, floor))
             results += mixed_results
+        if SCALE in scenario_names:
+            from bench.scale import measure_scale
+
+            scale_results, scale = measure_scale(database_server_url, redis_url, settings, floor, report_path)
+            results += scale_results
         machine = uvloop.run(describe_machine(database_url, redis_url, load_average_before))
     report = Report(
         started_at=started_at,
@@ -127,6 +136,7 @@ def run_bench(
         brief=judge_brief(BRIEF, results),
         mixed=mixed,
         cache_speedups=cache_speedups(results),
+        scale=scale,
     )
     write_json(report, report_path)
     click.echo(table(report))
@@ -165,17 +175,18 @@ def _start_servers(
 
 
 OTHERS = (JOBS, WS, UPLOADS, MIXED)
-"""What is measured otherwise than by repeating one HTTP request, after the HTTP scenarios, in this order."""
+"""What is measured otherwise than by repeating one HTTP request, after the HTTP scenarios, in this order; then
+SCALE, only when named."""
 
 
 def select_scenarios(names: tuple[str, ...], run_all: bool) -> list[Scenario]:
     """The floor first, then the chosen HTTP scenarios (all of them by default) in the registry's order."""
     if names and run_all:
         raise click.UsageError("give --scenario or --all, not both")
-    unknown = sorted(set(names) - SCENARIOS.keys() - set(OTHERS))
+    unknown = sorted(set(names) - SCENARIOS.keys() - {*OTHERS, SCALE})
     if unknown:
         raise click.BadParameter(
-            f"unknown {', '.join(unknown)}; known: {', '.join([*SCENARIOS, *OTHERS])}",
+            f"unknown {', '.join(unknown)}; known: {', '.join([*SCENARIOS, *OTHERS])} and {SCALE} (only when named)",
             param_hint="--scenario",
         )
     chosen = set(names) if names else set(SCENARIOS)

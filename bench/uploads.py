@@ -2,7 +2,7 @@
 
 Rows, measured in every round, the floor and the service interleaved:
 - `upload_floor_<N>mb_chunks`: the same 10 MiB in the same requests (a POST, then PATCHes of N MiB) to
-  app/bench/upload_floor.py, a bare Litestar handler on Granian with the same workers that appends each body to a
+  bench/upload_floor.py, a bare Litestar handler on Granian with the same workers that appends each body to a
   file: what the server stack costs to take the bytes;
 - `upload_<N>mb_chunks`: a tus upload to the deployed service: POST (`Upload-Length`), then the PATCHes in order;
   its req/s÷floor is its uploads/s (so its throughput) as a share of the floor row of the same chunk size;
@@ -51,7 +51,7 @@ UPLOAD_BYTES = 10 * MIB
 LEDGER_ROWS = 300_000
 """Generated, then cut to UPLOAD_BYTES: about 280,000 rows."""
 CHUNKS = {FLOOR_5MB: 5 * MIB, SERVICE_5MB: 5 * MIB, FLOOR_1MB: MIB, SERVICE_1MB: MIB, TO_READY: 5 * MIB}
-FLOOR_FACTORY = "app.bench.upload_floor:create_floor_app"
+FLOOR_FACTORY = "bench.upload_floor:create_floor_app"
 TUS = {"Tus-Resumable": "1.0.0"}
 POLL_S = 0.01
 READY_DEADLINE_S = 60.0

@@ -91,7 +91,7 @@ class EventSocket(asyncio.Protocol):
     """A lean WebSocket client that parses only frame boundaries; answers heartbeats and notes `subscribed`.
 
     Subclasses take the events (`event`) and the server's close (`closed_by_server`): the fan-out rows here, and
-    the users of the mixed load (app/bench/mixed.py), which read more of each event.
+    the users of the mixed load (bench/mixed.py), which read more of each event.
     """
 
     def __init__(self, host: str, path: str, clock: Callable[[], float] = time.perf_counter) -> None:
