@@ -64,8 +64,8 @@ from bench.scenarios import (
 from bench.service import BenchFailed, expect, redis_namespace
 from bench.workers import forget_queue
 from db.pools import asyncpg_dsn
+from infra.queue import create_queue
 from testkit.granian import Server, granian_server, log_tail
-from workers.queues import create_queue
 
 ROWS_VARIABLE = "ROI_BENCH_SCALE_ROWS"
 SERVICE = "uncached"
