@@ -10,6 +10,7 @@ from typing import Any
 from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar, Request, Response, Router
 from litestar.config.cors import CORSConfig
+from litestar.exceptions import NotAuthorizedException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
@@ -52,9 +53,19 @@ class MissingServiceURL(RuntimeError):
 
 def domain_error_response(_: Request[Any, Any, Any], error: DomainError) -> Response[dict[str, object]]:
     """Domain errors in Litestar's standard error body."""
+    headers = {**(error.headers or {}), **(BEARER_CHALLENGE if error.status_code == 401 else {})}
     return Response(
-        {"status_code": error.status_code, "detail": error.detail}, status_code=error.status_code, headers=error.headers
+        {"status_code": error.status_code, "detail": error.detail}, status_code=error.status_code, headers=headers
     )
+
+
+BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+"""What a 401 must say (RFC 9110): the scheme the client should authenticate with."""
+
+
+def unauthorized_response(_: Request[Any, Any, Any], error: NotAuthorizedException) -> Response[dict[str, object]]:
+    """The token middleware's and guards' 401s, in the standard body, with the challenge."""
+    return Response({"status_code": 401, "detail": error.detail}, status_code=401, headers=BEARER_CHALLENGE)
 
 
 def freeze_startup_objects() -> None:
@@ -169,6 +180,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         exception_handlers={
             DomainError: domain_error_response,
+            NotAuthorizedException: unauthorized_response,
             **dict.fromkeys(DATABASE_ERRORS, database_error_response),
         },
         openapi_config=OpenAPIConfig(

@@ -7,10 +7,19 @@ import uuid
 from advanced_alchemy.exceptions import IntegrityError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from email_validator import EmailNotValidError, validate_email
 
 from db.models import User
 from domain.accounts.passwords import hash_password, verify_password
-from domain.errors import ConflictError, Unauthorized
+from domain.errors import ConflictError, InvalidInput, Unauthorized
+
+
+def check_email(email: str) -> None:
+    """Syntax only (RFC 5322 as `email-validator` reads it): no DNS look-up, so registering works offline."""
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise InvalidInput(f"email: {error}") from None
 
 
 def normalise_email(email: str) -> str:
@@ -24,6 +33,7 @@ class UserService(SQLAlchemyAsyncRepositoryService[User]):
     repository_type = Repo
 
     async def register(self, email: str, password: str, name: str, *, is_admin: bool = False) -> User:
+        check_email(email)
         """Create an account; `ConflictError` when the email is taken (checked by the unique index, race-free)."""
         user = User(
             email=normalise_email(email),

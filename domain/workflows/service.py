@@ -122,9 +122,11 @@ class WorkflowReader:
         fetch = self.asyncpg_pool.fetch
         one_more = limit + 1
         if after is None and status is None:
-            rows = await fetch(queries.WORKFLOW_PAGE, owner_id, one_more, offset)
+            statement = queries.WORKFLOW_PAGE_AT_OFFSET if offset else queries.WORKFLOW_PAGE
+            rows = await fetch(statement, owner_id, one_more, offset)
         elif after is None:
-            rows = await fetch(queries.WORKFLOW_PAGE_WITH_STATUS, owner_id, one_more, offset, status)
+            statement = queries.WORKFLOW_PAGE_WITH_STATUS_AT_OFFSET if offset else queries.WORKFLOW_PAGE_WITH_STATUS
+            rows = await fetch(statement, owner_id, one_more, offset, status)
         elif status is None:
             rows = await fetch(queries.WORKFLOW_PAGE_AFTER, owner_id, one_more, 0, *after)
         else:

@@ -49,6 +49,8 @@ async def test_email_taken_is_409(client: AsyncTestClient, alice: Account) -> No
     [
         ({"email": "a@b.co", "password": "short", "name": "A"}, "password"),
         ({"email": "not-an-email", "password": "long-enough", "name": "A"}, "email"),
+        ({"email": "two..dots@example.com", "password": "long-enough", "name": "A"}, "email"),
+        ({"email": "a@-hyphen.example.com", "password": "long-enough", "name": "A"}, "email"),
         ({"email": "a@b.co", "password": "long-enough", "name": ""}, "name"),
         ({"email": "a@b.co", "password": "long-enough", "name": "A", "role": "admin"}, "role"),
         ({"email": "a@b.co", "password": "long-enough"}, "name"),
@@ -108,4 +110,5 @@ async def test_private_endpoints_need_a_valid_token(client: AsyncTestClient, ali
     ):
         response = await client.get(path, headers=headers)
         assert response.status_code == 401, (headers, response.text)
+        assert response.headers["www-authenticate"] == "Bearer", "a 401 names the scheme to authenticate with"
     assert (await client.get(path, headers=alice.headers)).status_code in (200, 404)
