@@ -11,8 +11,11 @@ from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyA
 from litestar import Litestar, Request, Response, Router
 from litestar.config.cors import CORSConfig
 from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
+from litestar.types import Method
+from litestar.types.internal_types import PathParameterDefinition
 
 from app.compression import compression_middleware
 from app.dependencies import SERVICE_DEPENDENCIES
@@ -66,6 +69,12 @@ BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 def unauthorized_response(_: Request[Any, Any, Any], error: NotAuthorizedException) -> Response[dict[str, object]]:
     """The token middleware's and guards' 401s, in the standard body, with the challenge."""
     return Response({"status_code": 401, "detail": error.detail}, status_code=401, headers=BEARER_CHALLENGE)
+
+
+def operation_id(handler: HTTPRouteHandler, method: Method, path: list[str | PathParameterDefinition]) -> str:
+    """The handler's own name in camelCase (`listWorkflows`): what a generated client calls the operation."""
+    first, *rest = handler.handler_name.split("_")
+    return first + "".join(word.title() for word in rest)
 
 
 def freeze_startup_objects() -> None:
@@ -186,6 +195,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="roi",
             version="0.1.0",
+            operation_id_creator=operation_id,
             openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, opt=public_cache(300)),
         ),
     )

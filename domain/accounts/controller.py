@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
 from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, Registration, UserOut
-from domain.accounts.security import TokenIssuer, admin_ui_cookie, provide_current_user
+from domain.accounts.security import BEARER_REQUIREMENT, TokenIssuer, admin_ui_cookie, provide_current_user
 from domain.accounts.service import UserService
 from domain.accounts.throttle import LoginThrottle
 from domain.errors import NotFound, Unauthorized
@@ -79,7 +79,7 @@ class AccountController(Controller):
         cookies = [admin_ui_cookie(token, expires_in)] if user.is_admin else []
         return Response(AccessToken(access_token=token, expires_in=expires_in), cookies=cookies)
 
-    @get("/api/me", summary="The current user", responses=errors(401, 404))
+    @get("/api/me", summary="The current user", responses=errors(401, 404), security=[BEARER_REQUIREMENT])
     async def me(self, user: CurrentUser, users: UserService) -> UserOut:
         account = await users.get_user(user.id)
         if account is None:

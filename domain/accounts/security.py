@@ -9,12 +9,14 @@ from collections import OrderedDict
 from typing import Any
 
 from litestar import Request
+from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, State
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.authentication import AuthenticationResult
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
 from litestar.types import Receive, Scope, Send
@@ -91,10 +93,30 @@ async def user_from_token(token: Token, connection: ASGIConnection[Any, Any, Any
         return None
 
 
+BEARER_REQUIREMENT: dict[str, list[str]] = {"BearerToken": []}
+"""The OpenAPI security requirement of every route that needs a token; public routes name none."""
+
+
+class BearerTokenAuth(JWTCookieAuth[CurrentUser, Token]):
+    """The JWT cookie auth as the API documents it: an HTTP bearer scheme (the cookie serves the queue UI alone,
+    which is not in the document), required by the routes that declare `BEARER_REQUIREMENT`, not globally."""
+
+    @property
+    def openapi_components(self) -> Components:
+        scheme = SecurityScheme(type="http", scheme="bearer", bearer_format="JWT", description=self.description)
+        return Components(security_schemes={self.openapi_security_scheme_name: scheme})
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config = super().on_app_init(app_config)
+        if app_config.openapi_config is not None:
+            app_config.openapi_config.security = None
+        return app_config
+
+
 def build_jwt_auth(secret_key: str, token_ttl_s: int) -> JWTCookieAuth[CurrentUser, Token]:
     """Bearer tokens everywhere; the admin UI (a browser page) may also send the token as a cookie, which is
     scoped to that path, so no cookie ever authenticates an /api request."""
-    return JWTCookieAuth[CurrentUser, Token](
+    return BearerTokenAuth(
         token_secret=secret_key,
         retrieve_user_handler=user_from_token,
         default_token_expiration=datetime.timedelta(seconds=token_ttl_s),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get
 
+from domain.accounts.security import BEARER_REQUIREMENT
 from domain.agents.schemas import AgentList
 from domain.agents.service import AgentReader
 from domain.http import json_bytes, public_cache
@@ -11,6 +12,7 @@ from infra.openapi import NOT_MODIFIED, documented, errors
 
 
 class AgentController(Controller):
+    security = [BEARER_REQUIREMENT]
     path = "/api/agents"
     tags = ["agents"]
 

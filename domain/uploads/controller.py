@@ -14,7 +14,7 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from domain.accounts.security import Caller
+from domain.accounts.security import BEARER_REQUIREMENT, Caller
 from domain.errors import InvalidInput, NotFound, UnsupportedMediaType
 from domain.http import json_bytes
 from domain.uploads import tus
@@ -50,6 +50,7 @@ class UploadController(Controller):
     """Every response here also carries `Tus-Resumable` (app.asgi adds it, errors included); the app provides
     `uploads`, the process's UploadService."""
 
+    security = [BEARER_REQUIREMENT]
     path = UPLOADS_PATH
     tags = ["uploads"]
 

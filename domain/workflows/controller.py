@@ -10,7 +10,7 @@ from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from db.models import WorkflowStatusName
-from domain.accounts.security import Caller
+from domain.accounts.security import BEARER_REQUIREMENT, Caller
 from domain.http import json_bytes, strict_body
 from domain.workflows.schemas import (
     RunAccepted,
@@ -30,6 +30,7 @@ class WorkflowController(Controller):
     two or more dependencies of a handler in an anyio task group, ~75 µs per request. The app provides
     `workflow_reader` (one per process) and `workflows` (one per request, on its session)."""
 
+    security = [BEARER_REQUIREMENT]
     path = "/api/workflows"
     tags = ["workflows"]
 
