@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
 from app.compression import compression_middleware
+from app.console import console_handlers, head_as_get, offline_render_plugins
 from app.health import health, ready
 from app.http_cache import ConditionalGetMiddleware
 from app.logs import configure_logging, log_server_error
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UploadController,
             live_events_endpoint,
             *queue_ui_handlers(),
+            *console_handlers(),
         ],
         dependencies=QUEUE_UI_DEPENDENCIES,
         signature_namespace=QUEUE_UI_NAMESPACE,
@@ -232,6 +234,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="roi",
             version="0.1.0",
             openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, opt=public_cache(300)),
+            render_plugins=offline_render_plugins(),
         ),
         state=State(
             {
@@ -243,5 +246,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     # outside routing: sees 404s and 401s too; /ws frames skip Litestar's per-message wrappers
-    app.asgi_handler = RequestObserverMiddleware(method_override(with_direct_send(app.asgi_handler)))
+    app.asgi_handler = RequestObserverMiddleware(head_as_get(method_override(with_direct_send(app.asgi_handler))))
     return app
