@@ -18,6 +18,12 @@ function invalidFields(form) {
   return extra.length ? { detail: "Please check these fields.", extra } : null;
 }
 
+/** The errors said, and focus on the first field they name, or else the first field. */
+function showInvalid(errorBox, error, form) {
+  showError(errorBox, error, form);
+  (form.querySelector('[aria-invalid="true"]') ?? form.elements[0]).focus();
+}
+
 export function signInScreen(app) {
   const element = fromTemplate("sign-in-screen");
   const form = element.querySelector("#sign-in-form");
@@ -31,7 +37,7 @@ export function signInScreen(app) {
     event.preventDefault();
     clearError(errorBox, form);
     const invalid = invalidFields(form);
-    if (invalid) return showError(errorBox, invalid, form);
+    if (invalid) return showInvalid(errorBox, invalid, form);
     const email = form.elements.email.value.trim();
     const remember = form.elements.remember.checked;
     busy(form, true);
@@ -56,7 +62,7 @@ export function registerScreen(app) {
     event.preventDefault();
     clearError(errorBox, form);
     const invalid = invalidFields(form);
-    if (invalid) return showError(errorBox, invalid, form);
+    if (invalid) return showInvalid(errorBox, invalid, form);
     const name = form.elements.name.value.trim();
     const email = form.elements.email.value.trim();
     const password = form.elements.password.value;
@@ -67,8 +73,7 @@ export function registerScreen(app) {
       await app.signIn(token, false);
     } catch (error) {
       busy(form, false);
-      showError(errorBox, error, form);
-      errorBox.focus?.();
+      showInvalid(errorBox, error, form);
     }
   });
   return { element, title: "Register" };

@@ -162,6 +162,7 @@ function cumulativeChart(uPlot, flows, cumulative, metrics) {
     ctx.arc(x, y, 6 * ratio, 0, 2 * Math.PI);
     ctx.fill();
     ctx.font = `${12 * ratio}px ${getComputedStyle(document.body).fontFamily}`;
+    ctx.textAlign = "left";
     const label = `payback ${formatNumber(payback)}`;
     const width = ctx.measureText(label).width;
     const left = x + 8 * ratio + width < bbox.left + bbox.width ? x + 8 * ratio : x - 8 * ratio - width;
@@ -272,23 +273,26 @@ function npvChart(uPlot, simulation) {
 export async function drawCharts(container, { flows, note, rate, metrics, simulation }) {
   const uPlot = await loadUPlot();
   const charts = [];
-  const notes = [];
+  const parts = [];
   if (flows?.length) {
     const cumulative = cumulativeDiscounted(flows, rate);
     const npv = cumulative[cumulative.length - 1];
     if (metrics.npv !== null && Math.abs(npv - metrics.npv) > 1e-6 * Math.max(1, Math.abs(metrics.npv))) {
-      notes.push("These cash flows do not give the result's NPV: the file may have changed since the run.");
+      parts.push(h("p", { class: "muted" }, "These cash flows do not give the result's NPV: the file may have changed since the run."));
     }
-    const table = numbersTable(flows, cumulative);
     charts.push(cashFlowChart(uPlot, flows), cumulativeChart(uPlot, flows, cumulative, metrics));
-    charts[1].element.append(table);
+    charts[1].element.append(numbersTable(flows, cumulative));
+    parts.push(charts[0].element, charts[1].element);
   } else {
-    notes.push(`No chart of the cash flows: ${note ?? "they are not known."}`);
+    parts.push(h("p", { class: "muted" }, `No chart of the cash flows: ${note ?? "they are not known."}`));
   }
-  if (simulation) charts.push(npvChart(uPlot, simulation));
-  else notes.push("No simulation ran (Monte Carlo runs were 0), so there is no NPV distribution to draw.");
-
-  container.replaceChildren(...notes.map((text) => h("p", { class: "muted" }, text)), ...charts.map((c) => c.element));
+  if (simulation) {
+    charts.push(npvChart(uPlot, simulation));
+    parts.push(charts[charts.length - 1].element);
+  } else {
+    parts.push(h("p", { class: "muted" }, "No simulation ran (Monte Carlo runs were 0), so there is no NPV distribution to draw."));
+  }
+  container.replaceChildren(...parts);
   const width = () => Math.max(280, container.clientWidth - 2);
   const plots = charts.map((chart) => new uPlot({ ...chart.options, width: width() }, chart.data, chart.plot));
   let drawnWidth = width();

@@ -39,14 +39,16 @@ export function createScreen(app) {
     if (statusLine.textContent !== text) statusLine.textContent = text;
   }
 
-  async function loadReadyUploads(selectId = null) {
+  /** The ready uploads to choose from, newest first; `justReady` (an upload) is chosen, listed or not. */
+  async function loadReadyUploads(justReady = null) {
     try {
       const page = await app.api.listUploads({ limit: 50 });
       const ready = page.items.filter((upload) => upload.status === "ready");
-      const chosen = selectId ?? select.value;
+      if (justReady && !ready.some((upload) => upload.id === justReady.id)) ready.unshift(justReady);
+      const chosen = justReady?.id ?? select.value;
       select.replaceChildren(
         h("option", { value: "" }, ready.length ? "Choose a ledger" : "No ready ledger yet"),
-        ready.map((upload) => h("option", { value: upload.id }, uploadLabel(upload))),
+        ...ready.map((upload) => h("option", { value: upload.id }, uploadLabel(upload))),
       );
       if (ready.some((upload) => upload.id === chosen)) select.value = chosen;
     } catch (error) {
@@ -93,9 +95,11 @@ export function createScreen(app) {
         break;
       case "ready":
         progress.value = 1;
-        setStatus(`Ready: ${formatNumber(upload.rows)} rows, ${formatNumber(upload.periods)} periods.`);
         pauseButton.hidden = true;
-        loadReadyUploads(upload.id);
+        // Chosen in the list first, then said: "Ready" means it can be used now.
+        loadReadyUploads(upload).then(() =>
+          setStatus(`Ready: ${formatNumber(upload.rows)} rows, ${formatNumber(upload.periods)} periods.`),
+        );
         break;
       case "failed":
         pauseButton.hidden = true;
@@ -125,7 +129,10 @@ export function createScreen(app) {
     const refresh = () => refreshUpload(uploadId);
     stopWatching = app.live.subscribe(`upload:${uploadId}`, {
       onEvent: (frame) => {
-        if (frame.event === "upload.status") applyUpload({ ...frame.data, id: uploadId });
+        if (frame.event !== "upload.status") return;
+        // A ready upload is read whole (its filename is not in the event) before it is offered.
+        if (frame.data.status === "ready") refresh();
+        else applyUpload({ ...frame.data, id: uploadId });
       },
       onSubscribed: refresh,
       onResync: refresh,
@@ -254,6 +261,8 @@ export function createScreen(app) {
       form.querySelector("[aria-invalid]")?.focus();
     }
   });
+
+  showSource();
 
   return {
     element,

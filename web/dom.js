@@ -42,13 +42,7 @@ export function showError(box, error, form = null) {
   const lines = [h("p", {}, error.detail ?? String(error))];
   const fields = (error.extra ?? []).filter((item) => item && item.message);
   if (fields.length) {
-    lines.push(
-      h(
-        "ul",
-        {},
-        fields.map((item) => h("li", {}, item.key ? `${item.key}: ${item.message}` : item.message)),
-      ),
-    );
+    lines.push(h("ul", {}, fields.map((item) => h("li", {}, fieldName(form, item.key), item.message))));
   }
   if (error.retryAfterS) lines.push(h("p", {}, `Try again in ${formatDuration(error.retryAfterS)}.`));
   box.replaceChildren(...lines);
@@ -60,6 +54,15 @@ export function showError(box, error, form = null) {
       control.setAttribute("aria-describedby", [control.dataset.hint, box.id].filter(Boolean).join(" "));
     }
   }
+}
+
+/** "Label: " of the form's control named `key` (the API names fields by their dotted path), else "key: ". */
+function fieldName(form, key) {
+  if (!key) return "";
+  const control = form?.elements.namedItem(key);
+  const label = control?.id ? form.querySelector(`label[for="${control.id}"]`) : null;
+  const name = label ? label.firstChild.textContent.trim() : key;
+  return `${name}: `;
 }
 
 export function clearError(box, form = null) {

@@ -126,18 +126,18 @@ export function workflowScreen(app, workflowId) {
     const typed = remembered(workflow.id);
     if (typed) return { values: typed };
     if (!workflow.upload_id) {
-      return { note: "The API does not return a workflow's typed-in cash flows, and this browser did not create it." };
+      return { note: "the API does not return a workflow's typed-in cash flows, and this browser did not create it." };
     }
     try {
       const upload = await app.api.upload(workflow.upload_id);
-      if (upload.size > LEDGER_CHART_MAX_BYTES) return { note: "The ledger is too large to chart in the browser." };
+      if (upload.size > LEDGER_CHART_MAX_BYTES) return { note: "the ledger is too large to chart in the browser." };
       const response = await app.api.uploadContent(workflow.upload_id);
       const bytes = new Uint8Array(await response.arrayBuffer());
-      if (bytes[0] === 0x50 && bytes[1] === 0x4b) return { note: "The ledger is a workbook; only CSV ledgers are charted." };
+      if (bytes[0] === 0x50 && bytes[1] === 0x4b) return { note: "the ledger is a workbook; only CSV ledgers are charted here." };
       const parsed = parseLedgerCsv(new TextDecoder().decode(bytes));
-      return parsed.error ? { note: `The ledger could not be charted: ${parsed.error}.` } : parsed;
+      return parsed.error ? { note: `the ledger could not be read here: ${parsed.error}.` } : parsed;
     } catch (error) {
-      return { note: `The ledger could not be read for the charts: ${error.detail ?? error}` };
+      return { note: `the ledger could not be fetched: ${error.detail ?? error}` };
     }
   }
 
@@ -166,7 +166,7 @@ export function workflowScreen(app, workflowId) {
   /** Not succeeded (now): an earlier run's result may be kept, but only asking tells, and "none" is a 409. */
   function offerEarlierResult() {
     if (workflow.status === "draft") {
-      resultBody.replaceChildren(h("p", { class: "muted" }, "No result yet: run the workflow."));
+      resultBody.replaceChildren(h("p", { class: "muted" }, "No result yet."));
       return;
     }
     const show = h("button", { type: "button", class: "secondary", id: "show-earlier-result" }, "Show the last result");
@@ -218,12 +218,13 @@ export function workflowScreen(app, workflowId) {
         if (workflow.status !== data.status) announce(`${workflow.name}: ${data.status}`);
         workflow.status = data.status;
         if (data.progress !== undefined) workflow.progress = data.progress;
+        if (data.status === "running" && !workflow.started_at) workflow.started_at = frame.ts;
         if (data.status === "queued") {
-          workflow.progress = 0;
-          workflow.error = null;
+          Object.assign(workflow, { progress: 0, error: null, started_at: null, finished_at: null });
           for (const step of workflow.steps) Object.assign(step, { status: "pending", progress: 0, error: null });
         }
         if (data.error) workflow.error = data.error;
+        renderFacts();
         renderStatus();
         renderSteps();
         // The end of a run: skipped and cancelled steps are not published, so the whole workflow is read again.
