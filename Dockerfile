@@ -9,6 +9,7 @@ COPY app app
 COPY domain domain
 COPY db db
 COPY workers workers
+COPY web web
 RUN /opt/roi/bin/pip install .
 
 FROM python:3.11-slim AS runtime

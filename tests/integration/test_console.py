@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar.testing import AsyncTestClient
@@ -29,7 +30,7 @@ def import_map(html: str) -> dict[str, str]:
     return imports
 
 
-async def test_the_page_is_revalidated_and_names_only_fingerprinted_files_of_its_own(client: AsyncTestClient) -> None:
+async def test_the_page_is_revalidated_and_names_only_fingerprinted_files(client: AsyncTestClient[Any]) -> None:
     page = await client.get("/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
@@ -51,7 +52,7 @@ async def test_the_page_is_revalidated_and_names_only_fingerprinted_files_of_its
     assert revalidated.status_code == 304
 
 
-async def test_files_are_immutable_and_their_names_change_with_their_content(client: AsyncTestClient) -> None:
+async def test_files_are_immutable_and_their_names_change_with_their_content(client: AsyncTestClient[Any]) -> None:
     imports = import_map((await client.get("/")).text)
     for plain, hashed in imports.items():
         answer = await client.get(hashed, headers={"Accept-Encoding": "identity"})
@@ -69,7 +70,7 @@ async def test_files_are_immutable_and_their_names_change_with_their_content(cli
 
 
 @pytest.mark.parametrize("coding", ["br", "gzip"])
-async def test_files_are_compressed_once(client: AsyncTestClient, coding: str) -> None:
+async def test_files_are_compressed_once(client: AsyncTestClient[Any], coding: str) -> None:
     url = import_map((await client.get("/")).text)["/console/vendor/tus-js-client-4.3.1/tus.min.js"]
     answer = await client.get(url, headers={"Accept-Encoding": coding})
     assert answer.headers["content-encoding"] == coding
@@ -78,7 +79,7 @@ async def test_files_are_compressed_once(client: AsyncTestClient, coding: str) -
     assert answer.content == (WEB / "vendor/tus-js-client-4.3.1/tus.min.js").read_bytes()
 
 
-async def test_head_answers_like_get_without_a_body(client: AsyncTestClient) -> None:
+async def test_head_answers_like_get_without_a_body(client: AsyncTestClient[Any]) -> None:
     asset = import_map((await client.get("/")).text)["/console/app.js"]
     for path in ("/", asset, *DOCS_PAGES):
         got = await client.get(path, headers={"Accept-Encoding": "identity"})
@@ -90,7 +91,7 @@ async def test_head_answers_like_get_without_a_body(client: AsyncTestClient) -> 
 
 
 @pytest.mark.parametrize("path", DOCS_PAGES)
-async def test_docs_pages_load_nothing_from_elsewhere(client: AsyncTestClient, path: str) -> None:
+async def test_docs_pages_load_nothing_from_elsewhere(client: AsyncTestClient[Any], path: str) -> None:
     page = await client.get(path)
     assert page.status_code == 200
     urls = referenced_urls(page.text)
@@ -103,7 +104,7 @@ async def test_docs_pages_load_nothing_from_elsewhere(client: AsyncTestClient, p
             assert (await client.get(url)).status_code == 200, url
 
 
-async def test_redoc_is_served_without_its_cdn_logo(client: AsyncTestClient) -> None:
+async def test_redoc_is_served_without_its_cdn_logo(client: AsyncTestClient[Any]) -> None:
     page = await client.get("/schema")
     (url,) = [url for url in referenced_urls(page.text) if "redoc" in url]
     script = (await client.get(url)).content
