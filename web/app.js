@@ -43,6 +43,7 @@ const routes = [
 ];
 
 let current = null;
+let routed = false;
 
 function route() {
   const hash = location.hash || "#/workflows";
@@ -54,8 +55,10 @@ function route() {
   current = found.entry.screen(app, ...found.match.slice(1));
   main.replaceChildren(current.element);
   document.title = `${current.title} · roi console`;
-  // Focus moves to the new screen's heading, so a screen reader reads where the user now is.
-  current.element.querySelector("h1")?.focus();
+  // After a navigation, focus moves to the new screen's heading, so a screen reader reads where the user now is;
+  // on the first load it stays at the top of the page, where the skip link is.
+  if (routed) current.element.querySelector("h1")?.focus();
+  routed = true;
 }
 
 function showConnection(state) {
@@ -106,9 +109,13 @@ async function signIn(token, remember) {
   app.navigate("#/workflows");
 }
 
+let ending = false;
+
 async function endSession(notice, { logout = false } = {}) {
-  if (!app.user && !session.token) return;
+  if (ending || (!app.user && !session.token)) return;
+  ending = true;
   if (logout) await app.api.logout().catch(() => undefined);
+  ending = false;
   session.forget();
   app.live?.close();
   app.live = null;

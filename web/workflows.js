@@ -36,7 +36,8 @@ export function workflowsScreen(app) {
     ),
     body,
   );
-  const empty = h("p", { class: "empty", hidden: true }, "No workflows yet. Create one to get started.");
+  const tableWrap = h("div", { class: "table-wrap", hidden: true }, table);
+  const empty = h("p", { class: "empty", hidden: true });
   const more = h("button", { type: "button", class: "secondary", id: "load-more", hidden: true }, "Load more");
   const errorBox = h("div", { class: "error", role: "alert", id: "list-error", hidden: true });
   const element = h(
@@ -50,7 +51,7 @@ export function workflowsScreen(app) {
     ),
     h("div", { class: "filters" }, h("label", { for: "status-filter" }, "Show"), filter),
     errorBox,
-    h("div", { class: "table-wrap" }, table),
+    tableWrap,
     empty,
     more,
   );
@@ -108,7 +109,10 @@ export function workflowsScreen(app) {
   function showCounts() {
     caption.textContent = `Your workflows, newest first: ${rows.size} of ${total} shown`;
     empty.hidden = rows.size > 0;
-    table.hidden = rows.size === 0;
+    empty.textContent = filter.value
+      ? `No ${filter.value} workflows.`
+      : "No workflows yet. Create one to get started.";
+    tableWrap.hidden = rows.size === 0;
     more.hidden = !nextCursor;
   }
 

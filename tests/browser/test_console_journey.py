@@ -11,6 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
 from testkit.ledgers import csv_ledger_bytes
 from tests.browser.chromium import Browser
@@ -233,3 +236,85 @@ def test_a_persons_whole_path(service: ConsoleService, browser: Browser, tmp_pat
     for name, measured in measurements.items():
         print(report(name, measured))
     print(json.dumps({name: measured["files"] for name, measured in measurements.items()}, indent=1))
+
+
+def test_the_list_pages_with_the_cursor_and_filters(service: ConsoleService, browser: Browser) -> None:
+    register(browser, service.base_url, new_email())
+    driver = browser.driver
+    token = driver.execute_script("return sessionStorage.getItem('roi.token')")
+    headers = {"Authorization": f"Bearer {token}"}
+    for number in range(23):
+        body = {"name": f"Case {number:02d}", "cash_flows": [-100, 60, 60], "parameters": {"discount_rate": 0.05}}
+        assert httpx.post(f"{service.base_url}/api/workflows", json=body, headers=headers).status_code == 201
+    driver.refresh()
+    rows = "#workflow-table tbody tr"
+    browser.wait_for(lambda: len(driver.find_elements("css selector", rows)) == 20, "the first page")
+    assert text_of(browser, "#workflow-table caption").endswith("20 of 23 shown")
+    element(browser, "#load-more").click()
+    browser.wait_for(lambda: len(driver.find_elements("css selector", rows)) == 23, "the second page")
+    assert not element(browser, "#load-more").is_displayed()
+    assert driver.execute_script("return document.activeElement.textContent") == "Case 02", "focus on the first new row"
+    names = [row.text.split("\n")[0] for row in driver.find_elements("css selector", f"{rows} th")]
+    assert names == [f"Case {number:02d}" for number in reversed(range(23))]
+    pages = driver.execute_script(
+        "return performance.getEntriesByType('resource').map((entry) => entry.name)"
+        ".filter((url) => url.includes('/api/workflows?'))"
+    )
+    assert [url for url in pages if "cursor=" in url]
+    assert not [url for url in pages if "offset=" in url]
+
+    Select(element(browser, "#status-filter")).select_by_value("succeeded")
+    browser.wait_for(lambda: element(browser, "p.empty").is_displayed(), "the empty filter")
+    assert text_of(browser, "p.empty") == "No succeeded workflows."
+    check_screen(browser, "15-filtered-empty")
+    Select(element(browser, "#status-filter")).select_by_value("draft")
+    browser.wait_for(lambda: len(driver.find_elements("css selector", rows)) == 20, "drafts")
+    assert browser.console_errors() == []
+
+
+def test_the_console_works_from_the_keyboard(service: ConsoleService, browser: Browser) -> None:
+    email = new_email()
+    registration = {"email": email, "password": PASSWORD, "name": "Kay Board"}
+    assert httpx.post(f"{service.base_url}/api/auth/register", json=registration).status_code == 201
+    driver = browser.driver
+    driver.get(f"{service.base_url}/")
+    wait_for_screen(browser, "sign-in-title")
+
+    def focused() -> str:
+        value: str = driver.execute_script(
+            "const element = document.activeElement; return element.id || element.textContent.trim()"
+        )
+        return value
+
+    def press(*keys: str) -> None:
+        ActionChains(driver).send_keys(*keys).perform()
+
+    press(Keys.TAB)
+    assert focused() == "Skip to content"
+    press(Keys.ENTER)
+    press(Keys.TAB)
+    assert focused() == "sign-in-email"
+    press(email, Keys.TAB)
+    assert focused() == "sign-in-password"
+    press(PASSWORD, Keys.ENTER)
+    wait_for_screen(browser, "workflows-title")
+    assert focused() == "workflows-title", "focus follows the navigation"
+    press(Keys.TAB)
+    assert focused() == "new-workflow"
+    press(Keys.ENTER)
+    wait_for_screen(browser, "create-title")
+    press(Keys.TAB, "Keyed in")
+    assert focused() == "create-name"
+    press(Keys.ENTER)  # submits the form from a text field
+    wait_for_screen(browser, "workflow-title", "Keyed in")
+    wait_for_status(browser, "succeeded")
+    browser.wait_for(lambda: focused() == "workflow-title", "focus on the new screen")
+    press(Keys.TAB)
+    assert focused() == "run-workflow"
+    press(Keys.TAB)
+    assert focused() == "delete-workflow", "past the disabled Cancel"
+    press(Keys.ENTER)
+    browser.wait_for(lambda: element(browser, "dialog.confirm").is_displayed(), "the dialog")
+    assert focused() == "Keep it", "the safe choice has the focus"
+    press(Keys.ESCAPE)
+    browser.wait_for(lambda: focused() == "delete-workflow", "focus back on the button")
