@@ -9,6 +9,7 @@ COPY app app
 COPY domain domain
 COPY db db
 COPY workers workers
+COPY infra infra
 COPY web web
 RUN /opt/roi/bin/pip install .
 

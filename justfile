@@ -14,11 +14,12 @@ test *ARGS:
 test-browser *ARGS:
     {{venv}}pytest tests/browser {{ARGS}}
 
-# Lint and type-check
+# Lint, type-check, and check the import contracts (pyproject.toml [tool.importlinter])
 lint:
     {{venv}}ruff check .
     {{venv}}ruff format --check .
     {{venv}}mypy
+    {{venv}}lint-imports --no-cache
 
 # Benchmark every scenario (see `roi bench --help`)
 bench *ARGS:

@@ -7,51 +7,38 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from advanced_alchemy.extensions.litestar import (
-    AsyncSessionConfig,
-    EngineConfig,
-    SQLAlchemyAsyncConfig,
-    SQLAlchemyPlugin,
-)
+from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar, Request, Response, Router
 from litestar.config.cors import CORSConfig
-from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
 from app.compression import compression_middleware
 from app.console import console_handlers, head_as_get, offline_render_plugins
+from app.dependencies import SERVICE_DEPENDENCIES
 from app.health import health, ready
 from app.http_cache import ConditionalGetMiddleware
 from app.logs import configure_logging, log_server_error
 from app.metrics import PrometheusLiveStats, count_cache_request, pool_metrics
-from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_handlers
+from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_handlers, redirect_to_the_ui_root
 from app.request_log import RequestObserverMiddleware
 from app.security_headers import response_headers
-from app.settings import Settings, get_settings
 from app.slow_queries import SlowQueryLog
 from app.tus_headers import method_override
 from app.unavailable import DATABASE_ERRORS, database_error_response
-from db.pools import SESSION_SETTINGS, create_read_pool
-from db.statements import observe_engine
+from db.pools import create_engine
+from db.statements import StatementObserver, observe_engine
 from domain.accounts.controller import AccountController
 from domain.accounts.security import build_jwt_auth
-from domain.accounts.throttle import LoginThrottle
 from domain.agents.controller import AgentController
-from domain.cache import Cache, create_cache_redis
 from domain.errors import DomainError
-from domain.events.bus import EventBus
 from domain.events.socket import LiveConfig
 from domain.events.ws import live_events_endpoint, live_events_lifespan, with_direct_send
 from domain.http import public_cache
-from domain.pagination import CursorSigner
-from domain.redis_get import PipelinedGet
+from domain.services import ApiServices, provide_services
 from domain.uploads.controller import UploadController
-from domain.uploads.service import UploadService
-from domain.uploads.storage import local_storage
-from domain.uploads.store import UploadStore
 from domain.workflows.controller import WorkflowController
-from workers.queues import create_queue
+from infra.settings import Settings, get_settings
 
 
 class MetricsController(PrometheusController):
@@ -111,16 +98,12 @@ def cors_config(settings: Settings) -> CORSConfig | None:
             "Tus-Checksum-Algorithm",
             "Retry-After",
             "X-Request-ID",
+            "ETag",
+            "Content-Disposition",
         ],
         allow_credentials=False,
         max_age=600,
     )
-
-
-def upload_lease_s(settings: Settings) -> float:
-    """An appending request renews its lease whenever bytes arrive and gives up after the idle timeout: a lease
-    outliving that timeout can only lapse when its holder died."""
-    return settings.upload_idle_timeout_s + 10.0
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -129,67 +112,28 @@ def create_app(settings: Settings | None = None) -> Litestar:
         raise MissingServiceURL(
             "DATABASE_URL and REDIS_URL must be set (`roi serve` starts embedded servers otherwise)"
         )
-    database_url, redis_url = settings.database_url, settings.redis_url
     configure_logging(settings.log_level)
 
+    engine = create_engine(settings, "roi")
+    jwt_auth = build_jwt_auth(settings.secret_key, settings.access_token_ttl_s)
+    query_observers: list[StatementObserver] = [SlowQueryLog(settings.slow_query_ms)]
+    observe_engine(engine, query_observers)
+
     @asynccontextmanager
-    async def pools(app: Litestar) -> AsyncIterator[None]:
-        app.state.read_pool = await create_read_pool(
-            database_url, settings.db_fast_pool_size, observers=app.state.query_observers
-        )
-        app.state.redis = create_cache_redis(redis_url, settings.redis_max_connections, settings.redis_timeout_s)
-        app.state.fast_get = PipelinedGet(redis_url, settings.redis_timeout_s)
-        app.state.cache = Cache(
-            app.state.redis, settings.redis_namespace, record=app.state.cache_outcome, fast_get=app.state.fast_get
-        )
-        app.state.cursors = CursorSigner(settings.secret_key)
-        app.state.events = EventBus(
-            app.state.redis, settings.redis_namespace, settings.event_history_size, settings.event_history_age_s
-        )
-        app.state.queue = create_queue(redis_url, settings.redis_namespace)
-        app.state.login_throttle = LoginThrottle(
-            app.state.redis,
-            settings.redis_namespace,
-            settings.login_max_failures_per_account,
-            settings.login_max_failures_per_address,
-            settings.login_failure_window_s,
-        )
-        app.state.upload_service = UploadService(
-            UploadStore(app.state.read_pool, upload_lease_s(settings), settings.upload_expiry_s),
-            local_storage(settings.roi_data_dir),
-            app.state.events,
-            app.state.queue,
-            max_size=settings.tus_max_size,
-            idle_timeout_s=settings.upload_idle_timeout_s,
-            cursors=app.state.cursors,
-        )
-        observe_engine(sqlalchemy.get_engine(), app.state.query_observers)
+    async def services(app: Litestar) -> AsyncIterator[None]:
+        opened = await ApiServices.open_api(settings, engine, jwt_auth, query_observers, count_cache_request)
+        app.state.services = opened
         try:
             yield
         finally:
-            await app.state.queue.disconnect()
-            await app.state.cache.close()
-            app.state.fast_get.close()
-            await app.state.redis.aclose()
-            await app.state.read_pool.close()
+            await opened.close()
             # Last out: a session closed after the SQLAlchemy plugin's own dispose (seen with the test client) must
             # not leave its connection open for the life of the process.
-            await sqlalchemy.get_engine().dispose()
+            await engine.dispose()
 
     sqlalchemy = SQLAlchemyAsyncConfig(
-        connection_string=database_url,
-        engine_config=EngineConfig(
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
-            pool_pre_ping=True,
-            hide_parameters=True,  # statement errors are logged: no emails or password hashes in their text
-            pool_recycle=settings.db_pool_recycle_s,
-            pool_timeout=int(settings.db_pool_timeout_s),
-            connect_args={"server_settings": {"application_name": "roi", **SESSION_SETTINGS}},
-        ),
-        session_config=AsyncSessionConfig(expire_on_commit=False),
+        engine_instance=engine, session_config=AsyncSessionConfig(expire_on_commit=False)
     )
-    jwt_auth = build_jwt_auth(settings.secret_key, settings.access_token_ttl_s)
 
     app = Litestar(
         route_handlers=[
@@ -204,7 +148,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             *queue_ui_handlers(),
             *console_handlers(),
         ],
-        dependencies=QUEUE_UI_DEPENDENCIES,
+        dependencies={**QUEUE_UI_DEPENDENCIES, **SERVICE_DEPENDENCIES},
         signature_namespace=QUEUE_UI_NAMESPACE,
         plugins=[SQLAlchemyPlugin(config=sqlalchemy)],
         on_app_init=[jwt_auth.on_app_init],
@@ -212,14 +156,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_shutdown=[gc.unfreeze],
         middleware=[compression_middleware(), ConditionalGetMiddleware],
         lifespan=[
-            pools,
+            services,
             live_events_lifespan(
-                redis_url,
-                settings.redis_namespace,
                 LiveConfig(heartbeat_s=settings.ws_heartbeat_s, backlog=settings.ws_send_backlog),
                 PrometheusLiveStats(),
+                lambda app: provide_services(app.state),
             ),
-            pool_metrics(sqlalchemy.get_engine),
+            pool_metrics,
         ],
         before_send=[response_headers],
         cors_config=cors_config(settings),
@@ -236,15 +179,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, opt=public_cache(300)),
             render_plugins=offline_render_plugins(),
         ),
-        state=State(
-            {
-                "jwt_auth": jwt_auth,
-                "settings": settings,
-                "query_observers": [SlowQueryLog(settings.slow_query_ms)],
-                "cache_outcome": count_cache_request,
-            }
-        ),
     )
     # outside routing: sees 404s and 401s too; /ws frames skip Litestar's per-message wrappers
-    app.asgi_handler = RequestObserverMiddleware(head_as_get(method_override(with_direct_send(app.asgi_handler))))
+    app.asgi_handler = RequestObserverMiddleware(
+        head_as_get(method_override(redirect_to_the_ui_root(with_direct_send(app.asgi_handler))))
+    )
     return app

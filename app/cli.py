@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager
 import click
 import msgspec
 
-from app.settings import Settings, get_settings
+from infra.settings import Settings, get_settings
 
 
 @contextmanager
@@ -144,25 +144,14 @@ def worker(concurrency: int | None) -> None:
     """Run job workers alone (no API): workflow runs from the priority lanes, and the reconciler."""
     import uvloop
 
-    from workers.worker import WorkerConfig, serve_worker
+    from workers.worker import serve_worker
 
     settings = get_settings()
     if not settings.database_url or not settings.redis_url:
         raise click.UsageError("roi worker needs DATABASE_URL and REDIS_URL (roi serve passes them to its workers)")
-    config = WorkerConfig(
-        database_url=settings.database_url,
-        redis_url=settings.redis_url,
-        namespace=settings.redis_namespace,
-        concurrency=concurrency or settings.worker_concurrency,
-        redis_timeout_s=settings.redis_timeout_s,
-        lost_after_s=settings.worker_lost_after_s,
-        requeue_after_s=settings.worker_requeue_after_s,
-        reconcile_interval_s=settings.worker_reconcile_interval_s,
-        event_history_size=settings.event_history_size,
-        event_history_age_s=settings.event_history_age_s,
-        data_dir=settings.roi_data_dir,
-    )
-    uvloop.run(serve_worker(config))
+    if concurrency is not None:
+        settings = msgspec.structs.replace(settings, worker_concurrency=concurrency)
+    uvloop.run(serve_worker(settings))
 
 
 @main.group()
@@ -204,15 +193,15 @@ def users_create(email: str, name: str | None, admin: bool, password_stdin: bool
 
 
 async def _create_user(settings: Settings, email: str, name: str, password: str, is_admin: bool) -> str:
-    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+    from sqlalchemy.ext.asyncio import async_sessionmaker
 
+    from db.pools import create_engine
     from domain.accounts.service import UserService
     from domain.errors import DomainError
 
-    assert settings.database_url
-    engine = create_async_engine(settings.database_url)
+    engine = create_engine(settings, "roi-cli")
     try:
-        async with async_sessionmaker(engine)() as session:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
             user = await UserService(session=session).register(email, password, name, is_admin=is_admin)
             return str(user.id)
     except DomainError as error:

@@ -22,6 +22,7 @@ COMPRESSED_COPIES_MAX_BYTES = 32 << 20
 
 _VARY = b"vary"
 _CONTENT_LENGTH = b"content-length"
+_CONTENT_ENCODING = b"content-encoding"
 
 
 @lru_cache(maxsize=256)
@@ -117,6 +118,10 @@ class NegotiatedCompressionMiddleware(CompressionMiddleware):
             nonlocal start, compressing
             if compressing is not None:
                 await compressing(message)
+            elif message["type"] == "http.response.start" and _encoded_already(message):
+                compressing = send  # a file stored compressed (the queue UI's .gz assets) goes out as it is
+                _vary_on_accept_encoding(message)
+                await send(message)
             elif message["type"] == "http.response.start":
                 start = message  # held until the body shows whether it is worth compressing
             elif start is None:
@@ -158,6 +163,10 @@ class NegotiatedCompressionMiddleware(CompressionMiddleware):
         facade.write(body)
         facade.close()
         return buffer.getvalue()
+
+
+def _encoded_already(start: HTTPResponseStartEvent) -> bool:
+    return any(name.lower() == _CONTENT_ENCODING for name, _ in start.get("headers", []))
 
 
 def _uncompressed(send: Send) -> Send:

@@ -12,6 +12,8 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
+from domain.services import provide_services
+
 DependencyState = Literal["up", "down"]
 READY_TIMEOUT_S = 1.0
 
@@ -45,8 +47,9 @@ async def _answers(probe: Awaitable[object]) -> DependencyState:
     responses={503: ResponseSpec(Readiness, description="A dependency is down")},
 )
 async def ready(state: State) -> Response[Readiness]:
+    services = provide_services(state)
     postgresql, redis = await asyncio.gather(
-        _answers(state.read_pool.fetchval("SELECT 1")), _answers(state.redis.ping())
+        _answers(services.asyncpg_pool.fetchval("SELECT 1")), _answers(services.redis.ping())
     )
     dependencies: dict[str, DependencyState] = {"postgresql": postgresql, "redis": redis}
     is_ready = all(value == "up" for value in dependencies.values())

@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 from litestar import Litestar
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from domain.cache import REDIS_FAILURES
 from domain.events.stats import LiveStats
-from workers.queues import PriorityRedisQueue
+from domain.services import provide_services
+from infra.queue import PriorityRedisQueue
+from infra.redis import REDIS_FAILURES
 
 CACHE_FAMILIES = ("workflow_status", "workflow_list", "agents")
 CACHE_OUTCOMES = ("hit", "miss", "fallback")
@@ -130,14 +131,14 @@ def count_slow_query(fingerprint: str) -> None:
     SLOW_QUERIES.labels(fingerprint).inc()
 
 
-def sample_pools(engine: AsyncEngine, read_pool: asyncpg.Pool) -> None:
+def sample_pools(engine: AsyncEngine, asyncpg_pool: asyncpg.Pool) -> None:
     orm = engine.pool
     checked_out: int = orm.checkedout()  # type: ignore[attr-defined]
     DB_POOL_IN_USE.labels("orm").set(checked_out)
     DB_POOL_SIZE.labels("orm").set(checked_out + orm.checkedin())  # type: ignore[attr-defined]
     DB_POOL_OVERFLOW.labels("orm").set(max(0, orm.overflow()))  # type: ignore[attr-defined]
-    DB_POOL_IN_USE.labels("read").set(read_pool.get_size() - read_pool.get_idle_size())
-    DB_POOL_SIZE.labels("read").set(read_pool.get_size())
+    DB_POOL_IN_USE.labels("asyncpg").set(asyncpg_pool.get_size() - asyncpg_pool.get_idle_size())
+    DB_POOL_SIZE.labels("asyncpg").set(asyncpg_pool.get_size())
 
 
 async def sample_queue_depth(queue: PriorityRedisQueue) -> None:
@@ -150,30 +151,28 @@ async def sample_queue_depth(queue: PriorityRedisQueue) -> None:
         QUEUE_DEPTH.labels(lane).set(depth)
 
 
-def pool_metrics(engine: Callable[[], AsyncEngine]) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """A lifespan that samples this process's pools every second, after the `pools` lifespan opened them.
+@asynccontextmanager
+async def pool_metrics(app: Litestar) -> AsyncIterator[None]:
+    """A lifespan that samples this process's pools every second, after the `services` lifespan opened them.
 
     Sampled on an interval rather than at scrape time: the process answering /metrics cannot sample the others.
     """
+    services = provide_services(app.state)
 
-    @asynccontextmanager
-    async def sampling(app: Litestar) -> AsyncIterator[None]:
-        async def sample_forever() -> None:
-            while True:
-                await asyncio.sleep(POOL_SAMPLE_INTERVAL_S)
-                sample_pools(engine(), app.state.read_pool)
-                await sample_queue_depth(app.state.queue)
+    async def sample_forever() -> None:
+        while True:
+            await asyncio.sleep(POOL_SAMPLE_INTERVAL_S)
+            sample_pools(services.engine, services.asyncpg_pool)
+            await sample_queue_depth(services.queue)
 
-        sample_pools(engine(), app.state.read_pool)  # the series exist from the first scrape on
-        await sample_queue_depth(app.state.queue)
-        sampler = asyncio.create_task(sample_forever())
-        try:
-            yield
-        finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-            if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # leave the livesums
-
-    return sampling
+    sample_pools(services.engine, services.asyncpg_pool)  # the series exist from the first scrape on
+    await sample_queue_depth(services.queue)
+    sampler = asyncio.create_task(sample_forever())
+    try:
+        yield
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # leave the livesums

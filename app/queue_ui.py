@@ -6,8 +6,9 @@ from typing import Any
 
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.static_files import create_static_files_router
-from litestar.types import ControllerRouterHandler
+from litestar.types import ASGIApp, ControllerRouterHandler, Receive, Scope, Send
 from litestar_saq.base import Job
 from litestar_saq.config import TaskQueues
 from litestar_saq.controllers import build_controller
@@ -16,10 +17,30 @@ from saq.types import QueueInfo
 from saq.web.common import STATIC_PATH
 
 from domain.accounts.security import ADMIN_UI_PATH, admin_only
+from domain.services import provide_services
+
+
+def redirect_to_the_ui_root(app: ASGIApp) -> ASGIApp:
+    """`/saq` → `/saq/`: the UI's script routes on the browser's path and shows its own 404 page without the slash,
+    while Litestar's routing treats both paths as one, so the redirect comes before routing."""
+    root = f"{ADMIN_UI_PATH}/".encode()
+
+    async def with_ui_redirect(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["path"] == ADMIN_UI_PATH and scope["method"] in ("GET", "HEAD"):
+            query = scope.get("query_string", b"")
+            location = root + (b"?" + query if query else b"")
+            headers = [(b"location", location), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 308, "headers": headers})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await app(scope, receive, send)
+
+    return with_ui_redirect
 
 
 def provide_task_queues(state: State) -> TaskQueues:
-    return TaskQueues(queues={state.queue.name: state.queue})
+    queue = provide_services(state).queue
+    return TaskQueues(queues={queue.name: queue})
 
 
 def queue_ui_handlers() -> list[ControllerRouterHandler]:

@@ -38,7 +38,7 @@ from bench.scenarios import JOB_ROWS
 from bench.service import BenchFailed, expect
 from bench.workers import WORKER_CONCURRENCY, WorkerProcesses, forget_queue
 from db.pools import asyncpg_dsn
-from workers.queues import PriorityRedisQueue, create_queue
+from infra.queue import PriorityRedisQueue, create_queue
 
 IDLE, BEHIND_LOW, AFTER_FREE_SLOT, THROUGHPUT = JOB_ROWS
 TRIVIAL = {"cash_flows": [-1000.0, 300.0, 400.0, 500.0], "parameters": {"discount_rate": 0.08}}

@@ -49,10 +49,11 @@ from bench.uploads import TUS, Ledger, tus_upload
 from bench.workers import WorkerProcesses, forget_queue
 from bench.ws import EVENT_TIMEOUT_S, EventSocket
 from domain.events.bus import EventKeys, user_channel
+from infra.jobs import parse_job_key
+from infra.queue import PriorityRedisQueue, create_queue
 from testkit.factories import WorkflowCreateFactory
 from testkit.granian import Server
 from testkit.ledgers import csv_ledger_bytes
-from workers.queues import PriorityRedisQueue, create_queue, parse_job_key
 
 USERS = 20
 WORKFLOWS_PER_USER = 20

@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 import uvloop
 
-from app.settings import get_settings
 from bench.loadgen import Measurement, measure
 from bench.machine import describe_machine
 from bench.report import (
@@ -45,6 +44,7 @@ from bench.scenarios import (
 )
 from bench.seed import STEPS_IN_DETAIL, WORKFLOW_COUNT, seed
 from bench.service import BenchFailed, fresh_database, redis_namespace
+from infra.settings import get_settings
 from testkit.granian import Server, granian_server, log_tail
 
 DURATION_S = 10.0

@@ -12,6 +12,7 @@ from litestar import Litestar
 
 from app.asgi import create_app as create_deployed_app
 from domain.cache import Cache, Entry
+from domain.services import provide_services
 
 
 class ReadsFromSource(Cache):
@@ -22,9 +23,11 @@ class ReadsFromSource(Cache):
 
 
 async def _bypass_read_cache(app: Litestar) -> None:
-    """Runs after the lifespan created the cache, and replaces it for every request handled afterwards."""
-    deployed: Cache = app.state.cache
-    app.state.cache = ReadsFromSource(deployed.redis, deployed.namespace, deployed.record)
+    """Runs after the lifespan opened the services, and gives every reader a cache that always reads the source."""
+    services = provide_services(app.state)
+    deployed = services.cache
+    bypass = ReadsFromSource(deployed.redis, deployed.namespace, deployed.record)
+    services.cache = services.workflows.cache = services.agents.cache = bypass
 
 
 def create_app() -> Litestar:

@@ -41,9 +41,9 @@ from bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_
 from bench.scenarios import UPLOAD_ROWS
 from bench.service import BenchFailed
 from bench.workers import WorkerProcesses, forget_queue
+from infra.queue import create_queue
 from testkit.granian import FAILURE_LOG_LINES, Server, granian_server, log_tail
 from testkit.ledgers import csv_ledger_bytes
-from workers.queues import create_queue
 
 FLOOR_5MB, SERVICE_5MB, FLOOR_1MB, SERVICE_1MB, TO_READY = UPLOAD_ROWS
 MIB = 1 << 20

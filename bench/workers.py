@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench.service import BenchFailed
+from infra.queue import PriorityRedisQueue
 from testkit.granian import FAILURE_LOG_LINES, cpu_seconds, log_tail
-from workers.queues import PriorityRedisQueue
 
 WORKER_CONCURRENCY = 4
 WORKER_READY_S = 60.0

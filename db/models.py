@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Any
+from typing import Any, Literal, get_args
 
 from advanced_alchemy.base import DefaultBase as Base
 from advanced_alchemy.base import UUIDAuditBase
@@ -24,10 +24,16 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
-WORKFLOW_STATUSES = ("draft", "queued", "running", "succeeded", "failed", "cancelled")
-STEP_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "skipped")
-PRIORITIES = ("high", "normal", "low")
-UPLOAD_STATUSES = ("uploading", "processing", "ready", "failed", "expired")
+from infra.jobs import PRIORITIES, Priority
+
+WorkflowStatusName = Literal["draft", "queued", "running", "succeeded", "failed", "cancelled"]
+StepStatusName = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
+UploadStatusName = Literal["uploading", "processing", "ready", "failed", "expired"]
+"""The values a status column may hold (its CHECK constraint), shared with the schemas and the code that writes them."""
+
+WORKFLOW_STATUSES: tuple[WorkflowStatusName, ...] = get_args(WorkflowStatusName)
+STEP_STATUSES: tuple[StepStatusName, ...] = get_args(StepStatusName)
+UPLOAD_STATUSES: tuple[UploadStatusName, ...] = get_args(UploadStatusName)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -67,8 +73,8 @@ class Workflow(UUIDAuditBase):
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text, default=None)
-    status: Mapped[str] = mapped_column(String(16), default="draft")
-    priority: Mapped[str] = mapped_column(String(8), default="normal")
+    status: Mapped[WorkflowStatusName] = mapped_column(String(16), default="draft")
+    priority: Mapped[Priority] = mapped_column(String(8), default="normal")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     current_step: Mapped[str | None] = mapped_column(String(32), default=None)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONB)
@@ -101,7 +107,7 @@ class WorkflowStep(UUIDAuditBase):
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32))
     agent: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[StepStatusName] = mapped_column(String(16), default="pending")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     started_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     finished_at: Mapped[datetime.datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
@@ -138,7 +144,7 @@ class Upload(UUIDAuditBase):
     tus_metadata: Mapped[str | None] = mapped_column(Text, default=None)
     length: Mapped[int] = mapped_column(BigInteger)
     upload_offset: Mapped[int] = mapped_column(BigInteger, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="uploading")
+    status: Mapped[UploadStatusName] = mapped_column(String(16), default="uploading")
     rows: Mapped[int | None] = mapped_column(Integer, default=None)
     periods: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)

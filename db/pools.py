@@ -1,15 +1,18 @@
-"""The raw asyncpg pool behind the hot read paths, next to the ORM engine used for writes."""
+"""PostgreSQL's two ways in, each built by one function from the settings: the ORM engine (Advanced Alchemy's
+sessions, the run state machine, the reconciler) and the asyncpg pool (the hot reads, rendered as JSON by PostgreSQL,
+and the tus offset-of-record writes, one statement each)."""
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 import asyncpg
 import msgspec
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from db.statements import StatementObserver, read_pool_logger
+from db.statements import StatementObserver, asyncpg_pool_logger
+from infra.settings import Settings
 
 SESSION_SETTINGS = {"timezone": "UTC", "idle_in_transaction_session_timeout": "60000"}
 """Every connection's session: UTC, and PostgreSQL ends a transaction left idle for a minute (a connection lost
@@ -33,26 +36,42 @@ async def _prepare_connection(observers: list[StatementObserver], connection: as
     await connection.set_type_codec(
         "json", schema="pg_catalog", encoder=lambda value: value, decoder=compact_json, format="binary"
     )
-    connection.add_query_logger(read_pool_logger(observers))
+    connection.add_query_logger(asyncpg_pool_logger(observers))
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Skip the per-release reset round trip: read-pool users never change session state."""
+    """Skip the per-release reset round trip: the pool's users never change session state."""
 
 
-async def create_read_pool(
-    database_url: str, size: int, observers: list[StatementObserver] | None = None, **options: Any
+async def create_asyncpg_pool(
+    settings: Settings, application_name: str, observers: list[StatementObserver] | None = None
 ) -> asyncpg.Pool:
     """A pool whose `json` results arrive as bytes; every statement is reported to each of `observers`.
 
     `observers` is read at call time, so observers added later (the slow-query log, a test's counter) see everything.
     """
+    assert settings.database_url, "DATABASE_URL is set before anything connects"
     return await asyncpg.create_pool(
-        asyncpg_dsn(database_url),
+        asyncpg_dsn(settings.database_url),
         min_size=1,
-        max_size=size,
+        max_size=settings.db_asyncpg_pool_size,
         init=partial(_prepare_connection, observers if observers is not None else []),
         reset=_keep_session,
-        server_settings={"application_name": "roi-read", **SESSION_SETTINGS},
-        **options,
+        server_settings={"application_name": application_name, **SESSION_SETTINGS},
+    )
+
+
+def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
+    """The ORM engine: pre-pinged, recycled, bounded, statement errors logged without their parameters (no emails
+    or password hashes in the log)."""
+    assert settings.database_url, "DATABASE_URL is set before anything connects"
+    return create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        pool_recycle=settings.db_pool_recycle_s,
+        pool_timeout=settings.db_pool_timeout_s,
+        connect_args={"server_settings": {"application_name": application_name, **SESSION_SETTINGS}},
     )

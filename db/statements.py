@@ -25,12 +25,12 @@ def notify(observers: list[StatementObserver], statement: ExecutedStatement) -> 
         observer(statement)
 
 
-def read_pool_logger(observers: list[StatementObserver]) -> Callable[[LoggedQuery], None]:
+def asyncpg_pool_logger(observers: list[StatementObserver]) -> Callable[[LoggedQuery], None]:
     """An asyncpg query logger that forwards to `observers`, read at call time so later additions see everything."""
 
     def log(query: LoggedQuery) -> None:
         if observers:
-            notify(observers, ExecutedStatement(query.query, query.elapsed, "read"))
+            notify(observers, ExecutedStatement(query.query, query.elapsed, "asyncpg"))
 
     return log
 

@@ -26,19 +26,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.asyncio import Redis
 
-from domain.redis_get import PipelinedGet
+from infra.redis import REDIS_FAILURES
+from infra.redis_batch import PipelinedGet
 
 logger = logging.getLogger("roi.cache")
 
 CacheOutcome = Callable[[str, str], None]
 """Called with (key family, "hit" | "miss" | "fallback") for the metrics."""
 
-REDIS_FAILURES = (TimeoutError, RedisError, OSError)
 GENERATION_TTL_S = 3600
 RETRY_INTERVAL_S = 0.2
 
@@ -54,21 +51,6 @@ else
 end
 return 1
 """
-
-
-def create_cache_redis(url: str, max_connections: int, timeout_s: float) -> Redis:
-    """One bounded pool per process, with a short timeout so a slow Redis degrades a request instead of stalling
-    it, and one immediate retry (a pooled connection may be stale after a Redis restart) without backoff."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout_s,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 1),
-    )
-    return Redis(connection_pool=pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +104,7 @@ def new_generation() -> str:
     return uuid.uuid4().hex
 
 
-def _ignore(family: str, outcome: str) -> None:
+def ignore_outcome(family: str, outcome: str) -> None:
     """The default outcome recorder, for callers without metrics."""
 
 
@@ -133,7 +115,7 @@ class Cache:
         self,
         redis: Redis,
         namespace: str,
-        record: CacheOutcome = _ignore,
+        record: CacheOutcome = ignore_outcome,
         retry_after_s: float = 1.0,
         fast_get: PipelinedGet | None = None,
         local_max_bytes: int = 32 << 20,

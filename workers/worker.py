@@ -1,6 +1,6 @@
 """The worker process: SAQ runs workflow jobs from the priority lanes; a reconciler keeps PostgreSQL honest.
 
-PostgreSQL holds the state of record. The reconciler, every `reconcile_interval_s`, fails runs whose worker
+PostgreSQL holds the state of record. The reconciler, every `WORKER_RECONCILE_INTERVAL_S`, fails runs whose worker
 stopped beating (a SIGKILLed process) and re-queues runs that are `queued` in PostgreSQL but whose job Redis
 no longer has (Redis restarted, or the enqueue after the commit failed).
 """
@@ -12,59 +12,39 @@ import logging
 import signal
 import time
 import uuid
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from saq import Job, Status, Worker
 from saq.types import PartialTimersDict
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from db.pools import SESSION_SETTINGS
-from domain.cache import REDIS_FAILURES, Cache, create_cache_redis
-from domain.events.bus import EventBus
+from db.pools import create_engine
+from domain.services import Services
 from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
-from domain.uploads.storage import UploadStorage, local_storage
-from domain.workflows.changes import WorkflowNotifier
-from domain.workflows.runner import RunResources, run_workflow
-from domain.workflows.runs import RunStore, fail_lost_runs, stale_queued_runs
-from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
-from workers.queues import (
+from domain.workflows.notifier import WorkflowNotifier
+from domain.workflows.run_state import RunStore, fail_lost_runs, stale_queued_runs
+from domain.workflows.runner import run_workflow
+from infra.jobs import (
     PARSE_UPLOAD,
     PRIORITIES,
     RUN_WORKFLOW,
     Priority,
-    PriorityRedisQueue,
-    create_queue,
     enqueue_upload_parse,
     enqueue_workflow_run,
     parse_job_key,
 )
+from infra.queue import create_queue
+from infra.redis import REDIS_FAILURES
+from infra.settings import Settings
+from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
 
 logger = logging.getLogger("roi.worker")
 
 EXPRESS_SLOTS = 1
 
 
-@dataclass(frozen=True)
-class WorkerConfig:
-    database_url: str
-    redis_url: str
-    namespace: str = "roi"
-    concurrency: int = 4
-    db_pool_size: int = 5
-    redis_timeout_s: float = 0.05
-    lost_after_s: float = 15.0
-    requeue_after_s: float = 10.0
-    reconcile_interval_s: float = 5.0
-    event_history_size: int = 1000
-    event_history_age_s: int = 3600
-    data_dir: Path = Path(".roi-data")
-
-
 async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str) -> str:
     job = ctx["job"]
-    resources: RunResources = ctx["resources"]
+    resources: Services = ctx["services"]
     started = time.time()
     JOB_START_LATENCY.labels(PRIORITIES[job.priority]).observe(max(0.0, started - job.queued / 1000))
     try:
@@ -87,10 +67,9 @@ async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str
 
 
 async def parse_upload_job(ctx: dict[str, Any], *, upload_id: str) -> str:
-    resources: RunResources = ctx["resources"]
-    storage: UploadStorage = ctx["storage"]
+    services: Services = ctx["services"]
     started = time.time()
-    outcome = await parse_upload(resources.engine, storage, resources.events, uuid.UUID(upload_id))
+    outcome = await parse_upload(services.engine, services.storage, services.events, uuid.UUID(upload_id))
     JOB_DURATION.labels(f"parse {outcome}").observe(time.time() - started)
     return outcome
 
@@ -107,13 +86,11 @@ async def _aborted(job: Job) -> bool:
 
 
 class Reconciler:
-    def __init__(
-        self, resources: RunResources, queue: PriorityRedisQueue, config: WorkerConfig, storage: UploadStorage
-    ) -> None:
-        self.resources = resources
-        self.queue = queue
-        self.config = config
-        self.storage = storage
+    def __init__(self, services: Services) -> None:
+        self.resources = services
+        self.queue = services.queue
+        self.storage = services.storage
+        self.settings = services.settings
 
     async def run_forever(self) -> None:
         while True:
@@ -121,7 +98,7 @@ class Reconciler:
                 await self.reconcile()
             except Exception:
                 logger.exception("reconciliation failed")
-            await asyncio.sleep(self.config.reconcile_interval_s)
+            await asyncio.sleep(self.settings.worker_reconcile_interval_s)
 
     async def reconcile(self) -> None:
         await self.reconcile_runs()
@@ -130,7 +107,7 @@ class Reconciler:
     async def reconcile_uploads(self) -> None:
         """Unfinished uploads past their expiry are removed; a complete upload whose parse job is lost is re-queued."""
         await expire_uploads(self.resources.engine, self.storage, self.resources.events)
-        stale = await stale_parses(self.resources.engine, self.config.requeue_after_s)
+        stale = await stale_parses(self.resources.engine, self.settings.worker_requeue_after_s)
         if not stale:
             return
         try:
@@ -148,11 +125,11 @@ class Reconciler:
 
     async def reconcile_runs(self) -> None:
         engine = self.resources.engine
-        for workflow_id, owner_id in await fail_lost_runs(engine, self.config.lost_after_s):
+        for workflow_id, owner_id in await fail_lost_runs(engine, self.settings.worker_lost_after_s):
             RUNS_RECONCILED.labels("failed_lost").inc()
             notifier = WorkflowNotifier(self.resources.cache, self.resources.events, workflow_id, owner_id)
             await notifier.workflow_status("failed", error="the worker running this workflow stopped")
-        stale = await stale_queued_runs(engine, self.config.requeue_after_s)
+        stale = await stale_queued_runs(engine, self.settings.worker_requeue_after_s)
         if not stale:
             return
         try:
@@ -162,13 +139,13 @@ class Reconciler:
         except REDIS_FAILURES:
             logger.warning("cannot check queued runs yet: Redis does not answer")
 
-    async def _requeue_if_lost(self, workflow_id: uuid.UUID, job_id: str, priority: str, job: Job | None) -> None:
+    async def _requeue_if_lost(self, workflow_id: uuid.UUID, job_id: str, priority: Priority, job: Job | None) -> None:
         """A queued run whose job Redis no longer has, or holds in no lane, goes back into its lane.
 
         A job record that exists and is finished belongs to a run that ended meanwhile: left alone.
         """
         if job is None:
-            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)  # type: ignore[arg-type]
+            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)
         elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
             # Popped by a worker that died before it moved the job to the active list.
             await self.queue.redis.rpush(self.queue.lane(job), job.id)
@@ -179,30 +156,18 @@ class Reconciler:
 
 
 def create_worker(
-    config: WorkerConfig, drains: tuple[Priority, ...] = PRIORITIES, concurrency: int | None = None
+    settings: Settings, drains: tuple[Priority, ...] = PRIORITIES, concurrency: int | None = None
 ) -> Worker[Any]:
     """A SAQ worker taking jobs from the lanes `drains`, highest first; the full worker also runs the reconciler."""
-    queue = create_queue(config.redis_url, config.namespace, drains)
+    assert settings.redis_url, "roi worker checks that REDIS_URL is set"
+    queue = create_queue(settings.redis_url, settings.redis_namespace, drains)
     reconciles = drains == PRIORITIES
 
     async def startup(ctx: dict[str, Any]) -> None:
-        engine = create_async_engine(
-            config.database_url,
-            pool_size=config.db_pool_size,
-            max_overflow=config.db_pool_size,
-            pool_pre_ping=True,
-            pool_recycle=1800,
-            connect_args={"server_settings": {"application_name": "roi-worker", **SESSION_SETTINGS}},
-        )
-        redis = create_cache_redis(config.redis_url, max_connections=32, timeout_s=config.redis_timeout_s)
-        events = EventBus(redis, config.namespace, config.event_history_size, config.event_history_age_s)
-        resources = RunResources(engine, Cache(redis, config.namespace), events)
-        storage = local_storage(config.data_dir)
-        ctx["resources"] = resources
-        ctx["storage"] = storage
-        ctx["redis"] = redis
+        services = Services.open(settings, create_engine(settings, "roi-worker"))
+        ctx["services"] = services
         if reconciles:
-            ctx["reconciler"] = asyncio.create_task(Reconciler(resources, queue, config, storage).run_forever())
+            ctx["reconciler"] = asyncio.create_task(Reconciler(services).run_forever())
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if reconciles:
@@ -210,15 +175,14 @@ def create_worker(
             # is disposed, or the connection outlives the worker idle in a transaction, holding its locks.
             ctx["reconciler"].cancel()
             await asyncio.gather(ctx["reconciler"], return_exceptions=True)
-        resources: RunResources = ctx["resources"]
-        await resources.cache.close()
-        await ctx["redis"].aclose()
-        await resources.engine.dispose()
+        services: Services = ctx["services"]
+        await services.close()
+        await services.engine.dispose()
 
     return Worker(
         queue,
         functions=[(RUN_WORKFLOW, run_workflow_job), (PARSE_UPLOAD, parse_upload_job)],
-        concurrency=concurrency or config.concurrency,
+        concurrency=concurrency or settings.worker_concurrency,
         startup=startup,
         shutdown=shutdown,
         timers=PartialTimersDict(schedule=1, worker_info=10, sweep=5, abort=1),
@@ -229,13 +193,13 @@ def create_worker(
     )
 
 
-async def serve_worker(config: WorkerConfig) -> None:
+async def serve_worker(settings: Settings) -> None:
     """Run the workers of one process until SIGTERM or SIGINT (SAQ handles both); running jobs are handed back.
 
     Beside the worker with `concurrency` slots for every lane runs an express slot that takes only `high` jobs:
     a high job then starts at once even when every other slot is busy with the low ones queued before it.
     """
-    workers = [create_worker(config), create_worker(config, drains=("high",), concurrency=EXPRESS_SLOTS)]
+    workers = [create_worker(settings), create_worker(settings, drains=("high",), concurrency=EXPRESS_SLOTS)]
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -6,19 +6,18 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
 from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, Registration, UserOut
-from domain.accounts.security import admin_ui_cookie
+from domain.accounts.security import TokenIssuer, admin_ui_cookie, provide_current_user
 from domain.accounts.service import UserService
 from domain.accounts.throttle import LoginThrottle
 from domain.errors import NotFound, Unauthorized
-from domain.http import errors, provide_current_user, strict_body
+from domain.http import strict_body
+from infra.openapi import errors
 
 
 async def provide_user_service(db_session: AsyncSession) -> AsyncGenerator[UserService, None]:
@@ -55,13 +54,18 @@ class AccountController(Controller):
         responses=errors(401, 429),
     )
     async def login(
-        self, data: Credentials, users: UserService, state: State, request: Request[Any, Any, Any]
+        self,
+        data: Credentials,
+        users: UserService,
+        login_throttle: LoginThrottle,
+        tokens: TokenIssuer,
+        request: Request[Any, Any, Any],
     ) -> Response[AccessToken]:
         """The token in the body; an admin also gets it as a cookie scoped to the queue UI, for the browser.
 
         Failed attempts are counted per account and per client address (`LoginThrottle`): past the limit, 429.
         """
-        throttle: LoginThrottle = state.login_throttle
+        throttle = login_throttle
         address = request.client.host if request.client else "unknown"
         await throttle.check(data.email, address)
         try:
@@ -70,9 +74,8 @@ class AccountController(Controller):
             await throttle.failed(data.email, address)
             raise
         await throttle.succeeded(data.email)
-        auth: JWTCookieAuth[CurrentUser, Token] = state.jwt_auth
-        token = auth.create_token(identifier=str(user.id), token_extras={"adm": user.is_admin})
-        expires_in = int(auth.default_token_expiration.total_seconds())
+        token = tokens.issue(user.id, user.is_admin)
+        expires_in = tokens.lifetime_s
         cookies = [admin_ui_cookie(token, expires_in)] if user.is_admin else []
         return Response(AccessToken(access_token=token, expires_in=expires_in), cookies=cookies)
 

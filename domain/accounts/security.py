@@ -8,8 +8,9 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, State
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
@@ -107,6 +108,17 @@ def build_jwt_auth(secret_key: str, token_ttl_s: int) -> JWTCookieAuth[CurrentUs
     )
 
 
+class TokenIssuer:
+    """Makes the bearer tokens the API hands out at login, signed as the middleware verifies them."""
+
+    def __init__(self, auth: JWTCookieAuth[CurrentUser, Token]) -> None:
+        self.auth = auth
+        self.lifetime_s = int(auth.default_token_expiration.total_seconds())
+
+    def issue(self, user_id: uuid.UUID, is_admin: bool) -> str:
+        return self.auth.create_token(identifier=str(user_id), token_extras={"adm": is_admin})
+
+
 def admin_ui_cookie(token: str, token_ttl_s: int) -> Cookie:
     return Cookie(
         key=ADMIN_UI_COOKIE,
@@ -125,3 +137,11 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
         raise NotAuthorizedException("sign in as an admin")
     if not user.is_admin:
         raise PermissionDeniedException("admins only")
+
+
+Caller = Request[CurrentUser, Any, State]
+"""A request from an authenticated user: `request.user` is who is calling (read from the token, no query)."""
+
+
+def provide_current_user(request: Request[CurrentUser, Any, Any]) -> CurrentUser:
+    return request.user

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from advanced_alchemy.exceptions import IntegrityError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
-from sqlalchemy.exc import IntegrityError
 
 from db.models import User
 from domain.accounts.passwords import hash_password, verify_password
@@ -31,13 +31,10 @@ class UserService(SQLAlchemyAsyncRepositoryService[User]):
             password_hash=await hash_password(password),
             is_admin=is_admin,
         )
-        self.repository.session.add(user)
         try:
-            await self.repository.session.commit()
+            return await self.create(user, auto_commit=True)
         except IntegrityError as error:
-            await self.repository.session.rollback()
             raise ConflictError("an account with this email already exists") from error
-        return user
 
     async def authenticate(self, email: str, password: str) -> User:
         user = await self.get_one_or_none(email=normalise_email(email))

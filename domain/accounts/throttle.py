@@ -14,8 +14,8 @@ import logging
 
 from redis.asyncio import Redis
 
-from domain.cache import REDIS_FAILURES
 from domain.errors import DomainError
+from infra.redis import REDIS_FAILURES
 
 logger = logging.getLogger("roi.accounts")
 

@@ -15,8 +15,8 @@ SELECT json_build_object('items', coalesce(json_agg(json_build_object(
 
 
 class AgentReader:
-    def __init__(self, read_pool: asyncpg.Pool, cache: Cache) -> None:
-        self.read_pool = read_pool
+    def __init__(self, asyncpg_pool: asyncpg.Pool, cache: Cache) -> None:
+        self.asyncpg_pool = asyncpg_pool
         self.cache = cache
 
     @property
@@ -28,5 +28,5 @@ class AgentReader:
         return await self.cache.read_through(self.entry, self._load)
 
     async def _load(self) -> bytes:
-        agents: bytes = await self.read_pool.fetchval(AGENT_LIST)
+        agents: bytes = await self.asyncpg_pool.fetchval(AGENT_LIST)
         return agents

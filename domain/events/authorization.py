@@ -80,8 +80,8 @@ def canonical_channel(name: str) -> str:
 class ChannelAuthorizer:
     """One indexed lookup on the read pool per subscription: is the user the owner of what the channel shows?"""
 
-    def __init__(self, read_pool: asyncpg.Pool) -> None:
-        self.read_pool = read_pool
+    def __init__(self, asyncpg_pool: asyncpg.Pool) -> None:
+        self.asyncpg_pool = asyncpg_pool
 
     async def allows(self, user: CurrentUser, channel: str) -> bool:
         """`channel` must be canonical (see `canonical_channel`)."""
@@ -90,7 +90,7 @@ class ChannelAuthorizer:
         if kind == USER_KIND:
             return resource_id == user.id
         try:
-            owner = await self.read_pool.fetchval(OWNER_QUERIES[kind], resource_id)
+            owner = await self.asyncpg_pool.fetchval(OWNER_QUERIES[kind], resource_id)
         except asyncpg.UndefinedTableError:
             return False
         return owner is not None and owner == user.id

@@ -2,8 +2,9 @@
 
 Why a small RESP client of its own rather than redis-py's `PubSub`: redis-py reconnects and re-subscribes behind the
 caller's back, so events published meanwhile would vanish silently; here a lost connection is reported to every
-listener (which tells its client to reconnect and recover from history). Replies are parsed by hiredis in
-`data_received` and dispatched synchronously: no task switch per message.
+listener (which tells its client to reconnect and recover from history). The wire is `infra.redis_wire` (TCP, TLS or
+a unix socket, as the URL says): replies are parsed by hiredis in `data_received` and dispatched synchronously, no
+task switch per message.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import asyncio
 import contextlib
 import datetime
 import logging
-import ssl
 import time
 from collections import deque
-from typing import Any, Protocol, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any, Protocol
 
-import hiredis
 import msgspec
 
 from domain.events.bus import EventKeys
+from infra.redis import REDIS_FAILURES
+from infra.redis_wire import RedisAddress, RespConnection, command, connect
 
 logger = logging.getLogger("roi.events.hub")
 
@@ -51,35 +51,19 @@ class _FrameHead(msgspec.Struct):
 _decode_head = msgspec.json.Decoder(_FrameHead).decode
 
 
-def _command(*parts: bytes) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
-
-
-class _Subscriber(asyncio.Protocol):
-    """The wire: RESP replies parsed by hiredis, handed to the hub one by one."""
+class _Subscriber(RespConnection):
+    """The wire: each reply handed to the hub as it is parsed."""
 
     def __init__(self, hub: EventHub) -> None:
+        super().__init__()
         self.hub = hub
-        self.reader = hiredis.Reader()
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while (reply := self.reader.gets()) is not False:
-            self.hub._on_reply(self, reply)
+    def reply_received(self, reply: object) -> None:
+        self.hub._on_reply(self, reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
         self.hub._on_lost(self, exc)
-
-    def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
 
 
 class EventHub:
@@ -87,7 +71,7 @@ class EventHub:
     published after it reaches the listener (the caller reads history only then, and dedupes by sequence)."""
 
     def __init__(self, redis_url: str, keys: EventKeys) -> None:
-        self.redis_url = redis_url
+        self.address = RedisAddress.from_url(redis_url)
         self.keys = keys
         self.client_name = f"roi-events-hub:{keys.namespace}"
         """How this process's subscription connection shows in Redis's CLIENT LIST."""
@@ -95,9 +79,6 @@ class EventHub:
         self._acks: dict[bytes, deque[asyncio.Future[None] | None]] = {}
         self._pending: dict[bytes, asyncio.Future[None]] = {}
         self._wire: _Subscriber | None = None
-        self._handshake: asyncio.Future[list[Any]] | None = None
-        self._handshake_replies: list[Any] = []
-        self._handshake_expected = 0
         self._last_reply = 0.0
         self._probe_sent: float | None = None
         self._closing = False
@@ -107,7 +88,7 @@ class EventHub:
         """Connect now (a failure is retried in the background), and keep the connection probed."""
         try:
             await self._connect()
-        except (OSError, TimeoutError, HubUnavailable) as error:
+        except REDIS_FAILURES as error:
             logger.warning("live events: cannot subscribe to Redis yet: %s", error)
             self._spawn(self._reconnect())
         self._spawn(self._probe_forever())
@@ -133,7 +114,7 @@ class EventHub:
             acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._acks.setdefault(name, deque()).append(acked)
             self._pending[name] = acked
-            self._wire.write(_command(b"SUBSCRIBE", name))
+            self._wire.write(command(b"SUBSCRIBE", name))
         listeners.add(listener)
         acked_or_none = self._pending.get(name)
         if acked_or_none is None:
@@ -154,16 +135,11 @@ class EventHub:
             del self._listeners[name]
             if self._wire is not None:
                 self._acks.setdefault(name, deque()).append(None)
-                self._wire.write(_command(b"UNSUBSCRIBE", name))
+                self._wire.write(command(b"UNSUBSCRIBE", name))
 
     def _on_reply(self, wire: _Subscriber, reply: Any) -> None:
         self._last_reply = time.monotonic()
         self._probe_sent = None
-        if self._handshake is not None and not self._handshake.done():
-            self._handshake_replies.append(reply)
-            if len(self._handshake_replies) == self._handshake_expected:
-                self._handshake.set_result(self._handshake_replies)
-            return
         if not isinstance(reply, list) or not reply:
             if isinstance(reply, Exception):
                 logger.error("live events: Redis refused a subscription command: %s", reply)
@@ -198,9 +174,7 @@ class EventHub:
             listener.deliver(head.seq, frame, published_at)
 
     def _on_lost(self, wire: _Subscriber, exc: Exception | None) -> None:
-        if wire is not self._wire:
-            if self._handshake is not None and not self._handshake.done():
-                self._handshake.set_exception(HubUnavailable(f"connection lost: {exc}"))
+        if wire is not self._wire:  # still being set up: `connect` reports it
             return
         self._wire = None
         listeners = {listener for group in self._listeners.values() for listener in group}
@@ -219,36 +193,7 @@ class EventHub:
             self._spawn(self._reconnect())
 
     async def _connect(self) -> None:
-        loop = asyncio.get_running_loop()
-        url = urlsplit(self.redis_url)
-        context = ssl.create_default_context() if url.scheme == "rediss" else None
-        wire = _Subscriber(self)
-        self._handshake = loop.create_future()
-        if url.scheme == "unix":
-            connecting = loop.create_unix_connection(lambda: wire, url.path)
-        else:
-            connecting = loop.create_connection(
-                lambda: wire, url.hostname or "127.0.0.1", url.port or 6379, ssl=context
-            )
-        await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
-        commands = [_command(b"CLIENT", b"SETNAME", self.client_name.encode())]
-        if url.password:
-            credentials = [unquote(url.username or "default").encode(), unquote(url.password).encode()]
-            commands.insert(0, _command(b"AUTH", *credentials))
-        self._handshake_replies, self._handshake_expected = [], len(commands)
-        try:
-            wire.write(b"".join(commands))
-            answers = await asyncio.wait_for(self._handshake, CONNECT_TIMEOUT_S)
-            refusals = [answer for answer in answers if isinstance(answer, Exception)]
-            if refusals:
-                raise HubUnavailable(f"Redis refused the connection: {refusals[0]}")
-        except BaseException:
-            assert wire.transport is not None
-            wire.transport.abort()
-            raise
-        finally:
-            self._handshake = None
-        self._wire = wire
+        self._wire = await connect(self.address, lambda: _Subscriber(self), CONNECT_TIMEOUT_S, self.client_name)
         self._last_reply = time.monotonic()
 
     async def _reconnect(self) -> None:
@@ -258,7 +203,7 @@ class EventHub:
             attempt += 1
             try:
                 await self._connect()
-            except (OSError, TimeoutError, HubUnavailable) as error:
+            except REDIS_FAILURES as error:
                 logger.debug("live events: reconnect attempt %d failed: %s", attempt, error)
         if self._wire is not None:
             logger.info("live events: Redis subscription connection restored")
@@ -275,7 +220,7 @@ class EventHub:
                 wire.transport.abort()
             elif time.monotonic() - self._last_reply >= PROBE_INTERVAL_S:
                 self._probe_sent = time.monotonic()
-                wire.write(_command(b"PING"))
+                wire.write(command(b"PING"))
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import asyncpg
 import msgspec
@@ -33,11 +33,10 @@ from litestar.types.asgi_types import WebSocketCloseEvent, WebSocketSendEvent
 from redis.exceptions import RedisError
 
 from domain.accounts.schemas import CurrentUser
-from domain.events.authorization import Identity, InvalidChannel, canonical_channel
-from domain.events.hub import HubUnavailable
-
-if TYPE_CHECKING:
-    from domain.events.ws import LiveEvents
+from domain.events.authorization import ChannelAuthorizer, Identity, InvalidChannel, canonical_channel
+from domain.events.history import History
+from domain.events.hub import EventHub, HubUnavailable
+from domain.events.stats import LiveStats
 
 logger = logging.getLogger("roi.events.socket")
 
@@ -65,6 +64,22 @@ class LiveConfig:
     backlog: int = 1000
     """Frames waiting for one socket before it counts as a slow consumer."""
     max_subscriptions: int = 100
+
+
+class SocketHost(Protocol):
+    """What a socket needs of the endpoint that accepted it (`ws.LiveEvents`): what every socket of the process
+    shares, and the counters each adds to."""
+
+    hub: EventHub
+    history: History
+    authorizer: ChannelAuthorizer
+    config: LiveConfig
+    stats: LiveStats
+    sent: int
+    dropped: int
+    high_water: int
+
+    def raise_high_water(self, depth: int) -> None: ...
 
 
 class ClientMessage(msgspec.Struct, forbid_unknown_fields=True):
@@ -129,7 +144,7 @@ class Feed:
 class LiveSocket:
     """One accepted connection."""
 
-    def __init__(self, live: LiveEvents, send: Send, frame_send: Send, identity: Identity) -> None:
+    def __init__(self, live: SocketHost, send: Send, frame_send: Send, identity: Identity) -> None:
         self.live = live
         self.send = send
         self.frame_send = frame_send

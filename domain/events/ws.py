@@ -10,19 +10,24 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
 
+import asyncpg
 from litestar import Litestar, asgi
 from litestar.enums import ScopeType
+from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.types import ASGIApp, Receive, Scope, Send
-from redis.asyncio import BlockingConnectionPool, Redis
 
+from domain.accounts.schemas import CurrentUser
 from domain.events.authorization import ChannelAuthorizer, TokenVerifier
 from domain.events.bus import EventKeys
 from domain.events.history import History
 from domain.events.hub import EventHub
-from domain.events.shutdown import run_before_granian_stops
 from domain.events.socket import CloseCode, LiveConfig, LiveSocket
 from domain.events.stats import LiveStats
+from infra.granian import run_before_granian_stops
+from infra.redis import create_bounded_redis
+from infra.settings import Settings
 
 SHUTDOWN_TIMEOUT_S = 5.0
 STATS_INTERVAL_S = 1.0
@@ -30,6 +35,8 @@ DIRECT_SEND = "roi.direct_send"
 """Scope key of the server's `send` as the outermost middleware passes it on (see `with_direct_send`)."""
 REPLAY_CONNECTIONS = 16
 REPLAY_TIMEOUT_S = 2.0
+TOKEN_REFUSED = "token missing, invalid, expired or revoked: sign in again"
+SHUTTING_DOWN = "server shutting down: reconnect with since"
 
 
 class LiveEvents:
@@ -75,7 +82,7 @@ class LiveEvents:
     async def close_all(self) -> None:
         self.accepting = False
         for socket in list(self.sockets):
-            socket.close_soon(CloseCode.GOING_AWAY, "server shutting down: reconnect with since")
+            socket.close_soon(CloseCode.GOING_AWAY, SHUTTING_DOWN)
         if self.sockets:
             self.emptied.clear()
             with contextlib.suppress(TimeoutError):
@@ -89,13 +96,18 @@ class LiveEvents:
         if (await receive())["type"] != "websocket.connect":
             return
         identity = await self.verifier.identify(scope) if self.accepting else None
+        await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         if identity is None:
-            outcome = "unauthorized" if self.accepting else "unavailable"
-            self.stats.connected(outcome)
-            await _refuse_upgrade(scope, send, 401 if self.accepting else 503)
+            # Accepted, then closed with a code of its own: a browser sees an upgrade refused over HTTP only as 1006,
+            # the same as a network failure, and would retry a token that can never work.
+            if self.accepting:
+                self.stats.connected("unauthorized")
+                await send({"type": "websocket.close", "code": CloseCode.UNAUTHORIZED, "reason": TOKEN_REFUSED})
+            else:
+                self.stats.connected("unavailable")
+                await send({"type": "websocket.close", "code": CloseCode.GOING_AWAY, "reason": SHUTTING_DOWN})
             return
         scope["user"] = identity.user  # the access log names the user
-        await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         direct: Send = scope.get(DIRECT_SEND, send)  # type: ignore[assignment]
         socket = LiveSocket(self, send, direct, identity)
         self.sockets.add(socket)
@@ -134,17 +146,6 @@ class LiveEvents:
             self.dropped = 0
 
 
-async def _refuse_upgrade(scope: Scope, send: Send, status: int) -> None:
-    """An HTTP answer instead of the upgrade where the server supports it, else close code 4000 + status."""
-    detail = b'{"status_code":%d,"detail":"%s"}' % (status, b"Unauthorized" if status == 401 else b"Unavailable")
-    if "websocket.http.response" in (scope.get("extensions") or {}):
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(detail)).encode())]
-        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": detail, "more_body": False})
-    else:
-        await send({"type": "websocket.close", "code": 4000 + status, "reason": ""})
-
-
 async def _plain_http_refusal(send: Send) -> None:
     body = b'{"status_code":426,"detail":"Upgrade Required"}'
     headers = [(b"content-type", b"application/json"), (b"upgrade", b"websocket"), (b"connection", b"Upgrade")]
@@ -152,22 +153,30 @@ async def _plain_http_refusal(send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class LiveEventsNeeds(Protocol):
+    """What the endpoint takes from the process's services."""
+
+    settings: Settings
+    jwt_auth: JWTCookieAuth[CurrentUser, Token]
+    asyncpg_pool: asyncpg.Pool
+
+
 def live_events_lifespan(
-    redis_url: str, namespace: str, config: LiveConfig, stats: LiveStats | None = None
+    config: LiveConfig, stats: LiveStats | None, needs: Callable[[Litestar], LiveEventsNeeds]
 ) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     """A lifespan that runs the process's `LiveEvents` as `app.state.live_events`; list it after the one that
-    opens `app.state.read_pool`. Under Granian, sockets are closed with GOING_AWAY before the worker stops."""
+    opens the services `needs` reads. Under Granian, sockets are closed with GOING_AWAY before the worker stops."""
 
     @asynccontextmanager
     async def running(app: Litestar) -> AsyncIterator[None]:
-        keys = EventKeys(namespace)
-        pool = BlockingConnectionPool.from_url(redis_url, max_connections=REPLAY_CONNECTIONS, timeout=REPLAY_TIMEOUT_S)
-        replay_redis = Redis(connection_pool=pool, socket_timeout=REPLAY_TIMEOUT_S)
+        services = needs(app)
+        redis_url, keys = services.settings.redis_url or "", EventKeys(services.settings.redis_namespace)
+        replay_redis = create_bounded_redis(redis_url, REPLAY_CONNECTIONS, REPLAY_TIMEOUT_S)
         live = LiveEvents(
             EventHub(redis_url, keys),
             History(replay_redis, keys),
-            TokenVerifier(app.state.jwt_auth),
-            ChannelAuthorizer(app.state.read_pool),
+            TokenVerifier(services.jwt_auth),
+            ChannelAuthorizer(services.asyncpg_pool),
             config,
             stats,
         )
@@ -179,7 +188,6 @@ def live_events_lifespan(
         finally:
             await live.stop()
             await replay_redis.aclose()
-            await pool.disconnect()
 
     return running
 

@@ -8,27 +8,22 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, Response, delete, get, head, patch, post, route
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.enums import HttpMethod
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from domain.accounts.security import Caller
 from domain.errors import InvalidInput, NotFound, UnsupportedMediaType
-from domain.http import Caller, documented, errors, headers_only, json_bytes
+from domain.http import json_bytes
 from domain.uploads import tus
 from domain.uploads.schemas import UploadOut, UploadPage
 from domain.uploads.service import ClientGone, UploadService
+from infra.openapi import documented, errors, headers_only
 
 UPLOADS_PATH = "/api/uploads"
 NO_STORE = {"Cache-Control": "no-store"}
-
-
-def provide_upload_service(state: State) -> UploadService:
-    service: UploadService = state.upload_service
-    return service
 
 
 async def request_chunks(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
@@ -52,11 +47,11 @@ def _offset_headers(offset: int, expires: str | None) -> dict[str, str]:
 
 
 class UploadController(Controller):
-    """Every response here also carries `Tus-Resumable` (app.asgi adds it, errors included)."""
+    """Every response here also carries `Tus-Resumable` (app.asgi adds it, errors included); the app provides
+    `uploads`, the process's UploadService."""
 
     path = UPLOADS_PATH
     tags = ["uploads"]
-    dependencies = {"uploads": Provide(provide_upload_service, sync_to_thread=False)}
 
     @route(
         http_method=HttpMethod.OPTIONS,
@@ -91,15 +86,15 @@ class UploadController(Controller):
         length = tus.upload_length(headers.get("upload-length"), uploads.max_size)
         content_length = tus.optional_length(headers.get("content-length"))
         checksum = tus.parse_checksum(headers.get("upload-checksum"))
-        upload_id = await uploads.create(request.user.id, length, headers.get("upload-metadata"))
-        response_headers = {"Location": f"{UPLOADS_PATH}/{upload_id}"}
+        created = await uploads.create(request.user.id, length, headers.get("upload-metadata"))
+        upload_id = created.upload_id
+        offset_headers = _offset_headers(0, created.expires_at)
         if headers.get("content-type") == tus.OFFSET_CONTENT_TYPE and content_length != 0:
             appended = await uploads.append(
                 upload_id, request.user.id, 0, content_length, checksum, request_chunks(request)
             )
-            response_headers |= _offset_headers(appended.offset, appended.expires_at)
-        else:
-            response_headers["Upload-Offset"] = "0"
+            offset_headers = _offset_headers(appended.offset, appended.expires_at)
+        response_headers = {"Location": f"{UPLOADS_PATH}/{upload_id}", **offset_headers}
         return Response(b"", status_code=HTTP_201_CREATED, headers=response_headers)
 
     @head(
@@ -110,7 +105,7 @@ class UploadController(Controller):
     )
     async def upload_offset(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[None]:
         tus.check_version(request.headers.get("tus-resumable"))
-        state = await uploads.store.head(_upload_id(upload_id), request.user.id)
+        state = await uploads.repository.head(_upload_id(upload_id), request.user.id)
         headers = {"Upload-Offset": str(state.offset), "Upload-Length": str(state.length), **NO_STORE}
         if state.tus_metadata:
             headers["Upload-Metadata"] = state.tus_metadata

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Upload
 from domain.events.bus import EventBus
-from domain.uploads.changes import UploadNotifier
+from domain.uploads.notifier import UploadNotifier
 from domain.uploads.parser import Ledger, LedgerError, parse_ledger
 from domain.uploads.storage import UploadStorage
 

@@ -25,3 +25,35 @@ ORDER BY u.created_at DESC, u.id DESC LIMIT $2 OFFSET $3"""
 # A page: $1 owner, $2 the page's size plus one, $3 offset; then the cursor's position.
 UPLOAD_PAGE = page_statement(_TOTAL, _ITEMS.format(condition=""))
 UPLOAD_PAGE_AFTER = page_statement(_TOTAL, _ITEMS.format(condition="AND (u.created_at, u.id) < ($4, $5)"))
+
+# The offset of record and the append lease (`repository.UploadRepository`).
+CREATE = """
+INSERT INTO uploads (id, owner_id, length, upload_offset, filename, filetype, tus_metadata, status, expires_at,
+                     created_at, updated_at)
+VALUES ($1, $2, $3::bigint, 0, $4, $5, $6, CASE WHEN $3::bigint > 0 THEN 'uploading' ELSE 'processing' END,
+        CASE WHEN $3::bigint > 0 THEN now() + $7::interval END, now(), now())
+RETURNING expires_at"""
+
+HEAD = """
+SELECT length, upload_offset, status, tus_metadata, expires_at, filename,
+       status = 'expired' OR (status = 'uploading' AND expires_at <= now()) AS lapsed
+FROM uploads WHERE id = $1 AND owner_id = $2"""
+
+ACQUIRE = """
+UPDATE uploads SET lease_token = $4, lease_expires_at = now() + $5::interval
+WHERE id = $1 AND owner_id = $2 AND upload_offset = $3::bigint AND status = 'uploading' AND expires_at > now()
+  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+RETURNING length"""
+
+RENEW = """
+UPDATE uploads SET upload_offset = $3::bigint, lease_expires_at = now() + $4::interval, updated_at = now()
+WHERE id = $1 AND lease_token = $2"""
+
+RELEASE = """
+UPDATE uploads SET upload_offset = $3::bigint, lease_token = NULL, lease_expires_at = NULL, updated_at = now(),
+    status = CASE WHEN $3::bigint = length THEN 'processing' ELSE 'uploading' END,
+    expires_at = CASE WHEN $3::bigint = length THEN NULL ELSE now() + $4::interval END
+WHERE id = $1 AND lease_token = $2
+RETURNING status, upload_offset, expires_at"""
+
+DELETE = "DELETE FROM uploads WHERE id = $1 AND owner_id = $2"

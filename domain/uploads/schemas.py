@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from typing import Literal
 
 import msgspec
 
-UploadStatus = Literal["uploading", "processing", "ready", "failed", "expired"]
+from db.models import UploadStatusName
 
 
 class UploadOut(msgspec.Struct, frozen=True):
@@ -16,7 +15,7 @@ class UploadOut(msgspec.Struct, frozen=True):
     filename: str | None
     size: int
     offset: int
-    status: UploadStatus
+    status: UploadStatusName
     rows: int | None
     periods: int | None
     error: str | None

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 
-from domain.cache import REDIS_FAILURES
+from db.models import UploadStatusName
 from domain.errors import (
     ConflictError,
     DomainError,
@@ -28,10 +28,11 @@ from domain.errors import (
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner, check_page_request, render_page
 from domain.uploads import queries, tus
-from domain.uploads.changes import ProgressPacer, RecordPacer, UploadNotifier
+from domain.uploads.notifier import ProgressPacer, RecordPacer, UploadNotifier
+from domain.uploads.repository import Lease, Released, UploadRepository
 from domain.uploads.storage import BytesElsewhere, UploadStorage
-from domain.uploads.store import Lease, Released, UploadStore
-from workers.queues import PriorityRedisQueue, enqueue_upload_parse
+from infra.jobs import JobQueue, enqueue_upload_parse
+from infra.redis import REDIS_FAILURES
 
 logger = logging.getLogger("roi.uploads")
 
@@ -46,9 +47,16 @@ class ClientGone(DomainError):
 
 
 @dataclass(frozen=True)
+class Created:
+    upload_id: uuid.UUID
+    expires_at: str | None
+    """`Upload-Expires`: an upload not finished by then is removed."""
+
+
+@dataclass(frozen=True)
 class Appended:
     offset: int
-    status: str
+    status: UploadStatusName
     expires_at: str | None
     """`Upload-Expires` while the upload is unfinished."""
 
@@ -85,15 +93,15 @@ def _storage_failure(error: OSError) -> Exception:
 class UploadService:
     def __init__(
         self,
-        store: UploadStore,
+        repository: UploadRepository,
         storage: UploadStorage,
         events: EventBus,
-        queue: PriorityRedisQueue,
+        queue: JobQueue,
         max_size: int,
         idle_timeout_s: float,
         cursors: CursorSigner,
     ) -> None:
-        self.store = store
+        self.repository = repository
         self.cursors = cursors
         self.storage = storage
         self.events = events
@@ -101,10 +109,10 @@ class UploadService:
         self.max_size = max_size
         self.idle_timeout_s = idle_timeout_s
 
-    async def create(self, owner_id: uuid.UUID, length: int, metadata_header: str | None) -> uuid.UUID:
+    async def create(self, owner_id: uuid.UUID, length: int, metadata_header: str | None) -> Created:
         """`length` is bounded by `max_size` already (`tus.upload_length`)."""
         metadata = tus.parse_metadata(metadata_header)
-        upload_id = await self.store.create(
+        upload_id, expires_at = await self.repository.create(
             owner_id,
             length,
             filename=tus.display_name(metadata.get("filename")),
@@ -117,7 +125,7 @@ class UploadService:
         else:
             await notifier.status("processing", offset=0, size=0)
             await self._enqueue_parse(upload_id)
-        return upload_id
+        return Created(upload_id, tus.http_date(expires_at) if expires_at else None)
 
     async def append(
         self,
@@ -129,10 +137,10 @@ class UploadService:
         body: AsyncIterator[bytes],
     ) -> Appended:
         """Stream `body` onto the upload at `offset`; raises ClientGone after recording what was stored."""
-        lease = await self.store.acquire(upload_id, owner_id, offset)
+        lease = await self.repository.acquire(upload_id, owner_id, offset)
         remaining = lease.length - offset
         if content_length is not None and content_length > remaining:
-            await self.store.release(lease, offset)
+            await self.repository.release(lease, offset)
             raise PayloadTooLarge(
                 f"Content-Length: {content_length} bytes would pass Upload-Length by {content_length - remaining}"
             )
@@ -143,14 +151,14 @@ class UploadService:
         try:
             writer = await self.storage.writer(upload_id, offset)
         except BytesElsewhere as error:
-            await self.store.release(lease, offset)
+            await self.repository.release(lease, offset)
             raise Unavailable(
                 f"this host cannot append at {offset}: {error}, and UPLOAD_STORE=file keeps an upload's bytes on the"
                 " host that received them. Send the upload's requests to one host, or give every host one shared"
                 " UPLOAD_STORE (s3://bucket)"
             ) from error
         except OSError as error:
-            await self.store.release(lease, offset)
+            await self.repository.release(lease, offset)
             raise _storage_failure(error) from error
         try:
             while True:
@@ -169,7 +177,7 @@ class UploadService:
                     hasher.update(chunk)
                 if hasher is None and recording.due():
                     await writer.sync()
-                    if not await self.store.renew(lease, offset + received):
+                    if not await self.repository.renew(lease, offset + received):
                         raise ConflictError("the upload was deleted while this request appended to it")
                 if pacer.due(offset + received):
                     await notifier.progress(offset + received, lease.length)
@@ -206,7 +214,7 @@ class UploadService:
         return Appended(released.offset, released.status, expires)
 
     async def _release(self, lease: Lease, offset: int, notifier: UploadNotifier) -> Released:
-        released = await self.store.release(lease, offset)
+        released = await self.repository.release(lease, offset)
         if released is None:
             await self.storage.delete(lease.upload_id)  # deleted meanwhile: drop what this request stored
             raise NotFound("no upload with this id")
@@ -224,7 +232,7 @@ class UploadService:
             logger.warning("parse of upload %s not queued yet: Redis does not answer; the reconciler will", upload_id)
 
     async def detail_json(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
-        body: bytes | None = await self.store.pool.fetchval(queries.UPLOAD_DETAIL, upload_id, owner_id)
+        body: bytes | None = await self.repository.pool.fetchval(queries.UPLOAD_DETAIL, upload_id, owner_id)
         if body is None:
             raise NotFound("no upload with this id")
         return body
@@ -233,15 +241,15 @@ class UploadService:
         """A page newest first, from `offset` or after `cursor` (a `next_cursor` of this owner's list)."""
         check_page_request(offset, cursor)
         if cursor is None:
-            rows = await self.store.pool.fetch(queries.UPLOAD_PAGE, owner_id, limit + 1, offset)
+            rows = await self.repository.pool.fetch(queries.UPLOAD_PAGE, owner_id, limit + 1, offset)
         else:
             after = self.cursors.decode(owner_id, UPLOAD_LIST, cursor)
-            rows = await self.store.pool.fetch(queries.UPLOAD_PAGE_AFTER, owner_id, limit + 1, 0, *after)
+            rows = await self.repository.pool.fetch(queries.UPLOAD_PAGE_AFTER, owner_id, limit + 1, 0, *after)
         return render_page(rows, limit, offset, partial(self.cursors.encode, owner_id, UPLOAD_LIST))
 
     async def content(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> StoredContent:
         """A complete upload's bytes as stored, for the owner to check: 409 while bytes are still missing."""
-        head = await self.store.head(upload_id, owner_id)
+        head = await self.repository.head(upload_id, owner_id)
         if head.offset < head.length:
             raise ConflictError(f"the upload is not complete: {head.offset} of {head.length} bytes stored")
         if not head.length:
@@ -254,5 +262,5 @@ class UploadService:
         return StoredContent(head.length, head.filename, _prepend(first, chunks))
 
     async def terminate(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> None:
-        await self.store.delete(upload_id, owner_id)
+        await self.repository.delete(upload_id, owner_id)
         await self.storage.delete(upload_id)

@@ -6,13 +6,12 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.http import Caller, documented, errors, json_bytes, strict_body
+from db.models import WorkflowStatusName
+from domain.accounts.security import Caller
+from domain.http import json_bytes, strict_body
 from domain.workflows.schemas import (
     RunAccepted,
     WorkflowCreate,
@@ -21,35 +20,18 @@ from domain.workflows.schemas import (
     WorkflowPatch,
     WorkflowResultOut,
     WorkflowStatus,
-    WorkflowStatusName,
 )
 from domain.workflows.service import WorkflowReader, WorkflowService
-
-
-def provide_workflow_reader(state: State) -> WorkflowReader:
-    """One reader per process, made on first use (it holds only the pools), not one per request."""
-    reader: WorkflowReader | None = state.get("workflow_reader")
-    if reader is None:
-        reader = state.workflow_reader = WorkflowReader(state.read_pool, state.cache, state.cursors)
-    return reader
-
-
-def provide_workflow_service(
-    db_session: AsyncSession, workflow_reader: WorkflowReader, state: State
-) -> WorkflowService:
-    return WorkflowService(session=db_session, reader=workflow_reader, events=state.events, queue=state.queue)
+from infra.openapi import documented, errors
 
 
 class WorkflowController(Controller):
     """Handlers take the caller from `request.user` and at most one dependency on the hot reads: Litestar resolves
-    two or more dependencies of a handler in an anyio task group, ~75 µs per request."""
+    two or more dependencies of a handler in an anyio task group, ~75 µs per request. The app provides
+    `workflow_reader` (one per process) and `workflows` (one per request, on its session)."""
 
     path = "/api/workflows"
     tags = ["workflows"]
-    dependencies = {
-        "workflow_reader": Provide(provide_workflow_reader, sync_to_thread=False),
-        "workflows": Provide(provide_workflow_service, sync_to_thread=False),
-    }
 
     @post(
         status_code=HTTP_201_CREATED,

@@ -1,6 +1,6 @@
 """One run of a workflow: each planned step executed by its agent, every change persisted, cached and published.
 
-The state of record is PostgreSQL (see `runs.RunStore`); after each committed change the runner drops the
+The state of record is PostgreSQL (see `run_state.RunStore`); after each committed change the runner drops the
 workflow's cache keys and publishes the matching event, the same way the API's writes do.
 """
 
@@ -11,9 +11,8 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,8 +20,8 @@ from domain.agents.steps import STEP_EXECUTORS, RunState, StepFailed
 from domain.cache import Cache
 from domain.events.bus import EventBus
 from domain.uploads.processing import upload_cash_flows
-from domain.workflows.changes import WorkflowNotifier
-from domain.workflows.runs import ClaimedRun, RunNotCurrent, RunStore
+from domain.workflows.notifier import WorkflowNotifier
+from domain.workflows.run_state import ClaimedRun, RunNotCurrent, RunStore
 
 logger = logging.getLogger("roi.runner")
 
@@ -30,9 +29,8 @@ PROGRESS_INTERVAL_S = 0.2
 HEARTBEAT_INTERVAL_S = 2.0
 
 
-@dataclass(frozen=True)
-class RunResources:
-    """What a worker process shares between runs."""
+class RunResources(Protocol):
+    """What a run needs of its process's services."""
 
     engine: AsyncEngine
     cache: Cache

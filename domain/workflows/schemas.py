@@ -8,12 +8,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from db.models import StepStatusName, WorkflowStatusName
 from domain.analysis import Metrics, SimulationSummary
 from domain.text import NO_NUL
+from infra.jobs import Priority
 
-Priority = Literal["high", "normal", "low"]
-WorkflowStatusName = Literal["draft", "queued", "running", "succeeded", "failed", "cancelled"]
-StepStatusName = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
 StepKind = Literal["ingest", "validate", "analyze", "simulate", "report"]
 
 MAX_CASH_FLOWS = 100_000

@@ -9,18 +9,17 @@ from functools import partial
 
 import asyncpg
 import msgspec
-from advanced_alchemy.repository import SQLAlchemyAsyncRepository
-from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Upload, Workflow, WorkflowStep
-from domain.cache import REDIS_FAILURES, Cache
+from db.models import Upload, Workflow, WorkflowStatusName, WorkflowStep
+from domain.cache import Cache
 from domain.errors import ConflictError, InvalidInput, NotFound
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner, Position, check_page_request, render_page
 from domain.workflows import queries
-from domain.workflows.changes import WorkflowCacheKeys, WorkflowNotifier
+from domain.workflows.cache_keys import WorkflowCacheKeys
+from domain.workflows.notifier import WorkflowNotifier
 from domain.workflows.schemas import (
     MAX_SIMULATED_VALUES,
     Parameters,
@@ -28,11 +27,12 @@ from domain.workflows.schemas import (
     WorkflowCreate,
     WorkflowPatch,
 )
-from workers.queues import PriorityRedisQueue, enqueue_workflow_run
+from infra.jobs import JobQueue, enqueue_workflow_run
+from infra.redis import REDIS_FAILURES
 
 logger = logging.getLogger("roi.workflows")
 
-ACTIVE_STATUSES = ("queued", "running")
+ACTIVE_STATUSES: tuple[WorkflowStatusName, ...] = ("queued", "running")
 STEP_KINDS_WITHOUT_SIMULATION = ("ingest", "validate", "analyze", "report")
 STEP_KINDS_WITH_SIMULATION = ("ingest", "validate", "analyze", "simulate", "report")
 
@@ -61,14 +61,14 @@ OWNER_PREFIX_LENGTH = 32
 class WorkflowReader:
     """The hot reads: one statement each on the raw pool, PostgreSQL renders the JSON; status and pages cached."""
 
-    def __init__(self, read_pool: asyncpg.Pool, cache: Cache, cursors: CursorSigner) -> None:
-        self.read_pool = read_pool
+    def __init__(self, asyncpg_pool: asyncpg.Pool, cache: Cache, cursors: CursorSigner) -> None:
+        self.asyncpg_pool = asyncpg_pool
         self.cache = cache
         self.cursors = cursors
         self.keys = WorkflowCacheKeys(cache)
 
     async def detail_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
-        body: bytes | None = await self.read_pool.fetchval(queries.WORKFLOW_DETAIL, workflow_id, owner_id)
+        body: bytes | None = await self.asyncpg_pool.fetchval(queries.WORKFLOW_DETAIL, workflow_id, owner_id)
         if body is None:
             raise NotFound("no workflow with this id")
         return body
@@ -81,7 +81,12 @@ class WorkflowReader:
         return owned[OWNER_PREFIX_LENGTH:]
 
     async def page_json(
-        self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int, cursor: str | None = None
+        self,
+        owner_id: uuid.UUID,
+        status: WorkflowStatusName | None,
+        limit: int,
+        offset: int,
+        cursor: str | None = None,
     ) -> bytes:
         """A page newest first, from `offset` or after `cursor` (a `next_cursor` of this owner's list and filter)."""
         check_page_request(offset, cursor)
@@ -90,7 +95,7 @@ class WorkflowReader:
         return await self.cache.read_through(entry, partial(self._page, owner_id, status, limit, offset, after))
 
     async def result_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
-        row = await self.read_pool.fetchrow(queries.WORKFLOW_RESULT, workflow_id, owner_id)
+        row = await self.asyncpg_pool.fetchrow(queries.WORKFLOW_RESULT, workflow_id, owner_id)
         if row is None:
             raise NotFound("no workflow with this id")
         if row[0] is None:
@@ -99,7 +104,7 @@ class WorkflowReader:
         return result
 
     async def _owned_status(self, workflow_id: uuid.UUID) -> bytes:
-        row = await self.read_pool.fetchrow(queries.OWNED_WORKFLOW_STATUS, workflow_id)
+        row = await self.asyncpg_pool.fetchrow(queries.OWNED_WORKFLOW_STATUS, workflow_id)
         if row is None:
             raise NotFound("no workflow with this id")
         owner_hex: str = row[0]
@@ -107,9 +112,14 @@ class WorkflowReader:
         return owner_hex.encode() + status
 
     async def _page(
-        self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int, after: Position | None
+        self,
+        owner_id: uuid.UUID,
+        status: WorkflowStatusName | None,
+        limit: int,
+        offset: int,
+        after: Position | None,
     ) -> bytes:
-        fetch = self.read_pool.fetch
+        fetch = self.asyncpg_pool.fetch
         one_more = limit + 1
         if after is None and status is None:
             rows = await fetch(queries.WORKFLOW_PAGE, owner_id, one_more, offset)
@@ -127,18 +137,15 @@ def _list_scope(status: str | None) -> str:
     return f"workflows:{status or '*'}"
 
 
-class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
-    """The writes, through the ORM; each answers with the fresh JSON view from `reader`."""
+class WorkflowService:
+    """The writes, through the ORM on the request's session; each answers with the fresh JSON view from `reader`.
 
-    class Repo(SQLAlchemyAsyncRepository[Workflow]):
-        model_type = Workflow
+    A plain service rather than Advanced Alchemy's repository service: every write here is a conditional update
+    under a row lock, which its generic CRUD does not express.
+    """
 
-    repository_type = Repo
-
-    def __init__(
-        self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: PriorityRedisQueue
-    ) -> None:
-        super().__init__(session=session)
+    def __init__(self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: JobQueue) -> None:
+        self.session = session
         self.reader = reader
         self.events = events
         self.queue = queue
@@ -169,15 +176,15 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
             "error": None,
         }.items():
             setattr(workflow, name, value)
-        await self.repository.session.execute(
+        await self.session.execute(
             update(WorkflowStep)
             .where(WorkflowStep.workflow_id == workflow_id)
             .values(status="pending", progress=0.0, started_at=None, finished_at=None, error=None, updated_at=now)
         )
-        await self.repository.session.commit()
+        await self.session.commit()
         await self._notifier(workflow).workflow_status("queued", job_id=job_id)
         try:
-            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, workflow.priority)  # type: ignore[arg-type]
+            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, workflow.priority)
         except REDIS_FAILURES:
             logger.warning("workflow %s stays queued until Redis takes its job", workflow_id, exc_info=True)
         return RunAccepted(id=workflow_id, status="queued", job_id=job_id)
@@ -189,7 +196,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
             raise ConflictError(f"the workflow is {workflow.status}, not queued or running")
         was_queued = workflow.status == "queued"
         await self._cancel(workflow)
-        await self.repository.session.commit()
+        await self.session.commit()
         if was_queued:
             await self._drop_queued_job(workflow.job_id)
         await self._notifier(workflow).workflow_status("cancelled")
@@ -200,7 +207,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
         workflow.status = "cancelled"
         workflow.finished_at = now
         workflow.current_step = None
-        session = self.repository.session
+        session = self.session
         for before, after in (("running", "cancelled"), ("pending", "skipped")):
             await session.execute(
                 update(WorkflowStep)
@@ -238,7 +245,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
                 for position, kind in enumerate(planned_steps(data.parameters))
             ],
         )
-        session = self.repository.session
+        session = self.session
         session.add(workflow)
         await session.commit()
         await self.reader.keys.changed(workflow.id, owner_id)
@@ -246,7 +253,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
 
     async def _check_upload(self, owner_id: uuid.UUID, upload_id: uuid.UUID, parameters: Parameters) -> None:
         """Only the caller's `ready` upload; its periods count towards the simulation limit as inline flows do."""
-        periods = await self.repository.session.scalar(
+        periods = await self.session.scalar(
             select(Upload.periods).where(Upload.id == upload_id, Upload.owner_id == owner_id, Upload.status == "ready")
         )
         if periods is None:
@@ -262,7 +269,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
         changes = {name: value for name, value in msgspec.structs.asdict(patch).items() if value is not msgspec.UNSET}
         for name, value in changes.items():
             setattr(workflow, name, value)
-        await self.repository.session.commit()
+        await self.session.commit()
         await self.reader.keys.changed(workflow_id, owner_id)
         return await self.reader.detail_json(workflow_id, owner_id)
 
@@ -274,7 +281,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
             workflow.status == "queued",
             workflow.job_id,
         )
-        session = self.repository.session
+        session = self.session
         await session.execute(delete(Workflow).where(Workflow.id == workflow_id))
         await session.commit()
         if was_queued:
@@ -286,7 +293,7 @@ class WorkflowService(SQLAlchemyAsyncRepositoryService[Workflow]):
             await notifier.changed()
 
     async def _owned(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> Workflow:
-        workflow: Workflow | None = await self.repository.session.scalar(
+        workflow: Workflow | None = await self.session.scalar(
             select(Workflow).where(Workflow.id == workflow_id, Workflow.owner_id == owner_id).with_for_update()
         )
         if workflow is None:

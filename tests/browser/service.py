@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.jobs_support import worker_process
 
 HOST = "127.0.0.1"

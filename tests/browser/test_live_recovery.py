@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from infra.settings import Settings
 from tests.browser.chromium import Browser
 from tests.browser.console_support import check_screen, element, new_email, register, wait_for_screen
 from tests.browser.service import ConsoleService

@@ -16,13 +16,13 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from app.asgi import create_app
-from app.settings import Settings
 from db.migrate import upgrade
 from db.pools import asyncpg_dsn
+from infra.queue import PriorityRedisQueue, create_queue
+from infra.settings import Settings
 from tests.integration.queue_support import forget_queue, queue_name
 from tests.integration.redis_support import OwnRedis
 from tests.integration.support import Account, sign_up
-from workers.queues import PriorityRedisQueue, create_queue
 
 
 class ServiceURLs:
@@ -86,7 +86,7 @@ def settings(database_url: str, service_urls: ServiceURLs, tmp_path_factory: pyt
         redis_namespace=f"roitest-{uuid.uuid4().hex[:8]}",
         db_pool_size=5,
         db_max_overflow=5,
-        db_fast_pool_size=5,
+        db_asyncpg_pool_size=5,
     )
 
 

@@ -13,30 +13,32 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from litestar.testing import AsyncTestClient
 from saq import Worker
 
-from app.settings import Settings
+from infra.queue import PriorityRedisQueue, create_queue
+from infra.settings import Settings
 from tests.integration.support import Account
-from workers.queues import PriorityRedisQueue, create_queue
-from workers.worker import WorkerConfig, create_worker
+from workers.worker import create_worker
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 DEADLINE_S = 30.0
 
 
-def worker_config(settings: Settings, **overrides: Any) -> WorkerConfig:
-    assert settings.database_url
-    assert settings.redis_url
-    values: dict[str, Any] = {
-        "database_url": settings.database_url,
-        "redis_url": settings.redis_url,
-        "namespace": settings.redis_namespace,
-        "concurrency": 2,
-        "db_pool_size": 3,
-        "data_dir": settings.roi_data_dir,
-    }
-    return WorkerConfig(**{**values, **overrides})
+WORKER_SETTING_NAMES = {
+    "concurrency": "worker_concurrency",
+    "lost_after_s": "worker_lost_after_s",
+    "requeue_after_s": "worker_requeue_after_s",
+    "reconcile_interval_s": "worker_reconcile_interval_s",
+    "data_dir": "roi_data_dir",
+}
+
+
+def worker_config(settings: Settings, **overrides: Any) -> Settings:
+    """The test run's settings for a worker of 2 slots and a small pool, with `overrides` by their short names."""
+    changes = {WORKER_SETTING_NAMES.get(name, name): value for name, value in overrides.items()}
+    return msgspec.structs.replace(settings, **{"worker_concurrency": 2, "db_pool_size": 3, **changes})
 
 
 @dataclass
@@ -47,7 +49,7 @@ class WorkerHandle:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(config: WorkerConfig) -> AsyncIterator[WorkerHandle]:
+async def running_worker(config: Settings) -> AsyncIterator[WorkerHandle]:
     """A real SAQ worker on its own thread and event loop, stopped on exit.
 
     Not on the test's loop: Litestar's test client blocks that loop while the app answers, and an app request
@@ -65,7 +67,8 @@ async def running_worker(config: WorkerConfig) -> AsyncIterator[WorkerHandle]:
 
     thread = threading.Thread(target=loop.run_until_complete, args=(work(),), daemon=True)
     thread.start()
-    inspection = create_queue(config.redis_url, config.namespace)
+    assert config.redis_url
+    inspection = create_queue(config.redis_url, config.redis_namespace)
     try:
         yield WorkerHandle(queue=inspection)
     finally:

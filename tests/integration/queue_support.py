@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 
 from redis.asyncio import Redis
 
-from app.settings import Settings
+from infra.queue import QUEUE_NAME, PriorityRedisQueue
+from infra.settings import Settings
 from tests.integration.jobs_support import wait_until
-from workers.queues import QUEUE_NAME, PriorityRedisQueue
 
 
 def queue_name(settings: Settings) -> str:

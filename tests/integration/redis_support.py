@@ -43,22 +43,25 @@ class OwnRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def command(self) -> list[str]:
+        return [
+            str(get_binary_path()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self.directory),
+        ]
+
+    def answers(self) -> bool:
+        return answers_ping(self.port)
+
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                str(get_binary_path()),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_until(lambda: answers_ping(self.port), "valkey answers")
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL)
+        wait_until(self.answers, "the server answers")
 
     def kill(self) -> None:
         assert self.process is not None

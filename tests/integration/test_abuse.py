@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.support import Account, sign_up
 
 WINDOW_S = 60
@@ -120,7 +120,9 @@ async def test_configured_origins_get_cors_and_others_do_not(settings: Settings)
 
         answer = await client.get("/api/uploads", headers={**alice.headers, "Origin": "https://app.example.com"})
         assert answer.headers["access-control-allow-origin"] == "https://app.example.com"
-        assert "upload-offset" in answer.headers["access-control-expose-headers"].lower()
+        exposed = answer.headers["access-control-expose-headers"].lower()
+        assert "upload-offset" in exposed
+        assert "etag" in exposed, "a page script can read the ETag to send If-None-Match"
 
         stranger = await client.get("/api/uploads", headers={**alice.headers, "Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in stranger.headers

@@ -9,16 +9,16 @@ import asyncpg
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from app.settings import Settings
 from db.statements import ExecutedStatement
 from domain.cache import Cache, Entry
+from infra.settings import Settings
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
 
 
 class StatementCounter:
     def __init__(self, client: AsyncTestClient) -> None:
-        self.observers: list[Any] = client.app.state.query_observers
+        self.observers: list[Any] = client.app.state.services.query_observers
         self.seen: list[ExecutedStatement] = []
 
     def __enter__(self) -> list[ExecutedStatement]:

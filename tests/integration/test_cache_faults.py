@@ -10,7 +10,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.redis_support import OwnRedis, free_port, wait_for
 from tests.integration.support import Account, sign_up
 from tests.integration.test_cache import StatementCounter
@@ -22,7 +22,7 @@ async def faulty_client(settings: Settings, own_redis: OwnRedis) -> AsyncIterato
     app = create_app(msgspec.structs.replace(settings, redis_url=own_redis.url))
     outcomes: list[tuple[str, str]] = []
     async with AsyncTestClient(app) as client:
-        app.state.cache.record = lambda family, outcome: outcomes.append((family, outcome))
+        app.state.services.cache.record = lambda family, outcome: outcomes.append((family, outcome))
         app.state.outcomes = outcomes
         yield client
 
@@ -52,7 +52,7 @@ async def test_frozen_redis_falls_back_and_nothing_is_stale_after(
     assert elapsed < 2.5, "a frozen Redis costs one short timeout, not a stall per request"
 
     own_redis.thaw()
-    cache = client.app.state.cache
+    cache = client.app.state.services.cache
     await wait_for(lambda: _true(not cache._undelivered), "the missed invalidation is delivered")
     await wait_for(lambda: _true(cache.available), "the breaker closes")
     after = (await client.get(status_path, headers=alice.headers)).json()
@@ -78,7 +78,7 @@ async def test_killed_and_restarted_redis(faulty_client: AsyncTestClient, own_re
     assert (await client.get("/ready")).status_code == 503
 
     own_redis.start()
-    cache = client.app.state.cache
+    cache = client.app.state.services.cache
     await wait_for(lambda: _true(cache.available), "the breaker closes")
     await wait_for(
         lambda: _ready(client),

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from app.settings import Settings
 from domain.cache import Cache, Entry
+from infra.settings import Settings
 
 
 @pytest.fixture

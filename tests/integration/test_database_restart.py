@@ -16,8 +16,8 @@ import msgspec
 import pytest
 
 from app.embedded import EmbeddedServer, start_postgres
-from app.settings import Settings
 from db.migrate import upgrade
+from infra.settings import Settings
 from tests.integration.ws_support import live_server
 
 REQUEST_DEADLINE_S = 10.0

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.jobs_support import worker_process
 from tests.integration.ws_support import LiveServer, live_server
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
 from tests.integration.upload_support import OFFSET_STREAM, TUS, append, create_upload, offset_of

@@ -11,7 +11,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq import Status
 
-from app.settings import Settings
+from infra.queue import PriorityRedisQueue
+from infra.settings import Settings
 from tests.integration.jobs_support import (
     TERMINAL,
     start_run,
@@ -23,7 +24,6 @@ from tests.integration.jobs_support import (
 from tests.integration.queue_support import forget_queue, private_queue, queue_name, reaped, wait_for_exit
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
-from workers.queues import PriorityRedisQueue
 
 SAQ_TERMINAL = frozenset({Status.COMPLETE, Status.FAILED, Status.ABORTED})
 

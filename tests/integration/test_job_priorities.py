@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,12 +13,13 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq import Status, Worker
 
-from app.settings import Settings
+from infra.jobs import LANE_OF_PRIORITY, PRIORITIES, Priority
+from infra.queue import PriorityRedisQueue
+from infra.settings import Settings
 from tests.integration.jobs_support import start_run, wait_until
 from tests.integration.queue_support import private_queue
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
-from workers.queues import LANE_OF_PRIORITY, Priority, PriorityRedisQueue
 
 LOWS = 1000
 NORMALS = 10
@@ -98,3 +100,23 @@ async def test_a_run_is_queued_in_the_lane_of_its_workflows_priority(
     assert await app_queue.depths() == {"high": 0, "normal": 0, "low": 1}, "a rerun takes the new priority"
     assert (await client.post(f"{path}/cancel", headers=alice.headers)).status_code == 202
     assert await app_queue.depths() == {"high": 0, "normal": 0, "low": 0}
+
+
+async def test_a_burst_of_enqueues_puts_every_job_in_the_lane_of_its_priority(lanes: PriorityRedisQueue) -> None:
+    """More enqueues of mixed priorities at once than SAQ lets run together: none lands in another's lane, and a job
+    that SAQ itself queues afterwards (one scheduled for now) still goes into the normal lane."""
+    priorities = [PRIORITIES[index % 3] for index in range(90)]
+    jobs = await asyncio.gather(
+        *(
+            lanes.enqueue("record", key=f"burst-{index}", priority=LANE_OF_PRIORITY[priority])
+            for index, priority in enumerate(priorities)
+        )
+    )
+    assert await lanes.depths() == {"high": 30, "normal": 30, "low": 30}
+    for job in jobs:
+        assert job is not None
+        assert await lanes.is_in_lane(job), f"{job.key} (priority {job.priority}) is not in its lane"
+
+    assert await lanes.enqueue("record", key="scheduled", scheduled=int(time.time())) is not None
+    assert await lanes.schedule() == [lanes.job_id("scheduled")]
+    assert await lanes.depths() == {"high": 30, "normal": 31, "low": 30}

@@ -10,7 +10,7 @@ import numpy_financial as npf
 import pytest
 from litestar.testing import AsyncTestClient
 
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.jobs_support import (
     running_worker,
     start_run,

@@ -60,7 +60,7 @@ async def test_cache_lookups_are_counted_by_family_and_outcome(client: AsyncTest
 
 async def test_pool_gauges_and_the_registered_gauges_are_exported(client: AsyncTestClient) -> None:
     exposition = (await client.get("/metrics")).text
-    assert value(exposition, "roi_db_pool_size", pool="read") >= 1
+    assert value(exposition, "roi_db_pool_size", pool="asyncpg") >= 1
     assert ("roi_db_pool_in_use", frozenset({("pool", "orm")})) in samples(exposition)
     assert ("roi_db_pool_overflow", frozenset({("pool", "orm")})) in samples(exposition)
     assert value(exposition, "roi_requests_in_progress") == 1, "the scrape itself"

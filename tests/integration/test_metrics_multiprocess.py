@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.test_metrics import value
 from tests.integration.test_serve import EXIT_DEADLINE_S, free_port, wait_ready
 

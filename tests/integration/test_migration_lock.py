@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from db.pools import asyncpg_dsn
 from tests.integration.conftest import ServiceURLs
-from tests.integration.test_serve import free_port, stop_and_check_nothing_is_left, wait_ready
+from tests.integration.test_serve import free_port, stop_and_check_nothing_is_left, stop_whatever_is_left, wait_ready
 
 HOSTS = 3
 
@@ -77,7 +77,7 @@ def test_hosts_started_together_on_a_fresh_database_all_come_up(
             stop_and_check_nothing_is_left(host, tmp_path / f"host-{index}")
     finally:
         for host in hosts:
-            host.kill()
+            stop_whatever_is_left(host)
 
     versions, seeded_agents = asyncio.run(_schema_marks(fresh_database))
     assert versions == 1

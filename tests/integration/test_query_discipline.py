@@ -30,7 +30,7 @@ async def add_steps(db: asyncpg.Pool, workflow_id: uuid.UUID, count: int, first_
 
 async def statements_for(client: AsyncTestClient, path: str, headers: dict[str, str]) -> tuple[list[str], Any]:
     seen: list[ExecutedStatement] = []
-    observers = client.app.state.query_observers
+    observers = client.app.state.services.query_observers
     observers.append(seen.append)
     try:
         response = await client.get(path, headers=headers)

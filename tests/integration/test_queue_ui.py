@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import uuid
 from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from saq.web.common import STATIC_PATH
 
-from app.settings import Settings
 from domain.accounts.security import ADMIN_UI_COOKIE
+from infra.settings import Settings
 from testkit.factories import RegistrationFactory
 from tests.integration.jobs_support import (
     running_worker,
@@ -78,7 +81,7 @@ async def test_the_queue_ui_is_for_admins_only(
     assert (await queues(client, {"Authorization": "Bearer not-a-token"}))[0] == 401
     assert (await queues(client, alice.headers))[0] == 403
     client.cookies.clear()
-    assert (await client.get("/saq", headers=alice.headers)).status_code == 403, "the page too"
+    assert (await client.get("/saq/", headers=alice.headers)).status_code == 403, "the page too"
 
     workflow = await create(client, alice, cash_flows=[-100.0, 60.0, 60.0], parameters={"discount_rate": 0.05})
     await start_run(client, alice, workflow["id"])
@@ -88,7 +91,7 @@ async def test_the_queue_ui_is_for_admins_only(
     assert queue["name"] == queue_name(settings)
     assert (queue["queued"], queue["active"]) == (1, 0), "one run waits, no worker runs"
     client.cookies.clear()
-    assert (await client.get("/saq", headers=admin.headers)).status_code == 200
+    assert (await client.get("/saq/", headers=admin.headers)).status_code == 200
 
 
 async def test_an_admins_login_cookie_opens_the_queue_ui_and_nothing_else(
@@ -142,3 +145,22 @@ async def test_aborting_a_running_job_in_the_queue_ui_cancels_its_run_for_good(
     steps = (await client.get(f"/api/workflows/{workflow['id']}", headers=alice.headers)).json()["steps"]
     assert {step["status"] for step in steps} <= {"succeeded", "cancelled", "skipped"}
     assert "cancelled" in {step["status"] for step in steps}
+
+
+async def test_the_ui_s_stored_gzip_assets_go_out_encoded_once(
+    client: AsyncTestClient[Litestar], db: asyncpg.Pool
+) -> None:
+    admin, _ = await sign_up_admin(client, db)
+    stored = gzip.decompress((Path(STATIC_PATH) / "snabbdom.js.gz").read_bytes())
+    for accept in ("gzip, deflate, br, zstd", "br", "gzip"):
+        client.cookies.clear()
+        answer = await client.get("/saq/static/snabbdom.js.gz", headers={**admin.headers, "Accept-Encoding": accept})
+        assert answer.status_code == 200
+        assert answer.headers["content-encoding"] == "gzip", accept
+        assert answer.content == stored, "one decoding gives the script a browser runs"
+
+
+async def test_the_ui_s_bare_path_redirects_to_its_root(client: AsyncTestClient[Litestar]) -> None:
+    answer = await client.get("/saq?x=1", follow_redirects=False)
+    assert answer.status_code == 308
+    assert answer.headers["location"] == "/saq/?x=1"

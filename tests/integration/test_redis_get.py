@@ -9,8 +9,8 @@ import uuid
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.settings import Settings
-from domain.redis_get import PipelinedGet
+from infra.redis_batch import PipelinedGet
+from infra.settings import Settings
 from tests.integration.redis_support import OwnRedis
 
 

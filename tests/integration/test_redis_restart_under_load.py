@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import msgspec
 
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.redis_support import OwnRedis
 from tests.integration.ws_support import live_server
 

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.support import Account
 from tests.integration.upload_support import OFFSET_STREAM, TUS, append, create_upload, metadata

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -95,6 +96,16 @@ def wait_ready(process: subprocess.Popen[bytes], base_url: str, data_dir: Path) 
     pytest.fail(f"roi serve was not ready in {READY_DEADLINE_S}s:\n{(data_dir / 'serve.log').read_text()}")
 
 
+def stop_whatever_is_left(process: subprocess.Popen[bytes]) -> None:
+    """After a failed test: `roi serve` and every process below it, so nothing outlives the test."""
+    tree = descendants(process.pid)
+    process.kill()
+    process.wait()
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 def stop_and_check_nothing_is_left(process: subprocess.Popen[bytes], data_dir: Path) -> None:
     tree = descendants(process.pid)
     assert tree, "roi serve should run the API workers and the embedded servers as its children"
@@ -143,7 +154,7 @@ def test_serve_starts_embedded_servers_stops_cleanly_and_keeps_data(data_dir: Pa
         assert httpx.post(f"{base_url}/api/auth/register", json=account).status_code == 201
         stop_and_check_nothing_is_left(first, data_dir)
     finally:
-        first.kill()
+        stop_whatever_is_left(first)
 
     second = serve(data_dir, port)
     try:
@@ -154,7 +165,7 @@ def test_serve_starts_embedded_servers_stops_cleanly_and_keeps_data(data_dir: Pa
         assert uploaded_ledger_status(base_url, headers) == "ready", "the API stores it, a worker parses it"
         stop_and_check_nothing_is_left(second, data_dir)
     finally:
-        second.kill()
+        stop_whatever_is_left(second)
 
 
 @pytest.mark.slow
@@ -179,7 +190,7 @@ def test_serve_as_root_from_a_folder_other_accounts_cannot_enter() -> None:
         stop_and_check_nothing_is_left(process, checkout)
         assert stat.S_IMODE(home.stat().st_mode) == 0o700, "the home folder was left as it was"
     finally:
-        process.kill()
+        stop_whatever_is_left(process)
         shutil.rmtree(cluster_home, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
 

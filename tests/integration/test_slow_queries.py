@@ -14,8 +14,8 @@ from sqlalchemy import text
 
 from app.asgi import create_app
 from app.logs import request_id
-from app.settings import Settings
 from app.slow_queries import logger as slow_query_logger
+from infra.settings import Settings
 from tests.log_capture import json_lines
 
 
@@ -39,7 +39,7 @@ async def test_a_slow_statement_of_a_request_is_logged_with_its_request_id(
 
     [line] = [line for line in slow_lines(caplog) if line["request_id"] == "slow-ready-1"]
     assert line["statement"] == "SELECT ?"
-    assert line["pool"] == "read"
+    assert line["pool"] == "asyncpg"
     assert line["level"] == "WARNING"
     assert isinstance(line["duration_ms"], float)
 

@@ -13,7 +13,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
-from app.settings import Settings
+from infra.settings import Settings
 from tests.integration.support import sign_up
 from tests.integration.upload_support import append, create_upload, offset_of, stored_file
 

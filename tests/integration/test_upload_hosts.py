@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
-from app.settings import Settings
+from infra.settings import Settings
 from testkit.ledgers import csv_ledger_bytes
 from tests.integration.support import Account
 from tests.integration.upload_support import append, create_upload, metadata, offset_of, stored_file

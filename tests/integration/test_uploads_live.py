@@ -20,7 +20,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from tusclient.client import TusClient
 
-from app.settings import Settings
+from infra.settings import Settings
 from testkit.ledgers import csv_ledger_bytes, write_xlsx_ledger
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.support import Account

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import email.utils
 import os
 import uuid
 from typing import Any
@@ -15,14 +16,15 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.asgi import create_app
-from app.settings import Settings
 from domain.events.bus import EventBus
 from domain.uploads.processing import expire_uploads
 from domain.uploads.storage import LocalFileWriter, LocalStorage, local_storage
+from infra.settings import Settings
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.redis_support import free_port
 from tests.integration.support import Account, sign_up
 from tests.integration.upload_support import (
+    OFFSET_STREAM,
     TUS,
     append,
     checksum,
@@ -108,7 +110,7 @@ class SyncRecordingStorage:
 
 async def test_the_offset_of_record_never_passes_bytes_made_durable(client: AsyncTestClient, alice: Account) -> None:
     """A machine that loses power must not leave HEAD promising bytes the disk lost: sync, then record."""
-    service = client.app.state.upload_service
+    service = client.app.state.services.uploads
     recording = service.storage = SyncRecordingStorage(service.storage)
     location = await create_upload(client, alice, len(LEDGER))
     for start, end in ((0, 10), (10, 25), (25, len(LEDGER))):
@@ -363,3 +365,21 @@ async def test_with_redis_gone_an_upload_completes_and_its_parse_is_queued_once_
 
             await wait_until(parsed, "the reconciler queued the lost parse and a worker ran it")
     assert (view["status"], view["rows"], view["periods"]) == ("ready", 3, 3)
+
+
+async def test_the_creation_answer_says_when_an_unfinished_upload_expires(
+    client: AsyncTestClient, alice: Account
+) -> None:
+    created = await client.post("/api/uploads", headers={**alice.headers, **TUS, "Upload-Length": str(len(LEDGER))})
+    assert created.status_code == 201
+    expires = email.utils.parsedate_to_datetime(created.headers["upload-expires"])
+    assert expires > datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=23)
+
+    complete = await client.post(
+        "/api/uploads",
+        headers={**alice.headers, **TUS, **OFFSET_STREAM, "Upload-Length": str(len(LEDGER))},
+        content=LEDGER,
+    )
+    assert complete.status_code == 201
+    assert complete.headers["upload-offset"] == str(len(LEDGER))
+    assert "upload-expires" not in complete.headers, "a complete upload no longer expires"

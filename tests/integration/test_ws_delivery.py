@@ -10,8 +10,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from app.settings import Settings
 from domain.events.bus import EventBus, EventKeys, user_channel, workflow_channel
+from infra.settings import Settings
 from tests.integration.jobs_support import TERMINAL, running_worker, start_run, wait_until, worker_config
 from tests.integration.support import Account
 from tests.integration.test_workflows import create

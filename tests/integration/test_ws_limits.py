@@ -15,8 +15,8 @@ import websockets
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 
-from app.settings import Settings
 from domain.events.bus import EventBus, user_channel
+from infra.settings import Settings
 from tests.integration.support import Account
 from tests.integration.ws_support import (
     RawClient,

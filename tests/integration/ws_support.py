@@ -19,7 +19,7 @@ import jwt
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from app.settings import Settings
+from infra.settings import Settings
 from testkit.granian import Server, granian_server
 
 RECEIVE_TIMEOUT_S = 10.0

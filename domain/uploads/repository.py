@@ -5,8 +5,8 @@ so two concurrent PATCHes to one upload cannot both write (the second is answere
 bytes arrive and gives it back with the new offset; a holder that dies simply lets it lapse. Every statement names
 the owner (or the lease, which only the owner's request can hold), so another user's upload reads as missing.
 
-One statement per step on the raw asyncpg pool: through the ORM engine each cost ~3 ms (a pre-ping, BEGIN,
-COMMIT), which was most of a 10 MB upload's time.
+One statement per step (their SQL in `queries.py`) on the asyncpg pool: through the ORM engine each cost ~3 ms
+(a pre-ping, BEGIN, COMMIT), which was most of a 10 MB upload's time.
 """
 
 from __future__ import annotations
@@ -17,39 +17,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from db.models import UploadStatusName
 from domain.errors import ConflictError, Gone, Locked, NotFound
+from domain.uploads import queries
 
 NOT_FOUND = "no upload with this id"
-
-CREATE = """
-INSERT INTO uploads (id, owner_id, length, upload_offset, filename, filetype, tus_metadata, status, expires_at,
-                     created_at, updated_at)
-VALUES ($1, $2, $3::bigint, 0, $4, $5, $6, CASE WHEN $3::bigint > 0 THEN 'uploading' ELSE 'processing' END,
-        CASE WHEN $3::bigint > 0 THEN now() + $7::interval END, now(), now())"""
-
-HEAD = """
-SELECT length, upload_offset, status, tus_metadata, expires_at, filename,
-       status = 'expired' OR (status = 'uploading' AND expires_at <= now()) AS lapsed
-FROM uploads WHERE id = $1 AND owner_id = $2"""
-
-ACQUIRE = """
-UPDATE uploads SET lease_token = $4, lease_expires_at = now() + $5::interval
-WHERE id = $1 AND owner_id = $2 AND upload_offset = $3::bigint AND status = 'uploading' AND expires_at > now()
-  AND (lease_expires_at IS NULL OR lease_expires_at < now())
-RETURNING length"""
-
-RENEW = """
-UPDATE uploads SET upload_offset = $3::bigint, lease_expires_at = now() + $4::interval, updated_at = now()
-WHERE id = $1 AND lease_token = $2"""
-
-RELEASE = """
-UPDATE uploads SET upload_offset = $3::bigint, lease_token = NULL, lease_expires_at = NULL, updated_at = now(),
-    status = CASE WHEN $3::bigint = length THEN 'processing' ELSE 'uploading' END,
-    expires_at = CASE WHEN $3::bigint = length THEN NULL ELSE now() + $4::interval END
-WHERE id = $1 AND lease_token = $2
-RETURNING status, upload_offset, expires_at"""
-
-DELETE = "DELETE FROM uploads WHERE id = $1 AND owner_id = $2"
 
 
 @dataclass(frozen=True)
@@ -58,7 +30,7 @@ class UploadHead:
 
     length: int
     offset: int
-    status: str
+    status: UploadStatusName
     tus_metadata: str | None
     expires_at: datetime.datetime | None
     filename: str | None
@@ -75,12 +47,12 @@ class Lease:
 
 @dataclass(frozen=True)
 class Released:
-    status: str
+    status: UploadStatusName
     offset: int
     expires_at: datetime.datetime | None
 
 
-class UploadStore:
+class UploadRepository:
     def __init__(self, pool: asyncpg.Pool, lease_s: float, expiry_s: int) -> None:
         self.pool = pool
         self.lease = datetime.timedelta(seconds=lease_s)
@@ -88,15 +60,17 @@ class UploadStore:
 
     async def create(
         self, owner_id: uuid.UUID, length: int, filename: str | None, filetype: str | None, tus_metadata: str | None
-    ) -> uuid.UUID:
-        """A new upload; an empty one is complete at once (`processing`)."""
+    ) -> tuple[uuid.UUID, datetime.datetime | None]:
+        """A new upload and when it expires unless finished; an empty one is complete at once (`processing`)."""
         upload_id = uuid.uuid4()
-        await self.pool.execute(CREATE, upload_id, owner_id, length, filename, filetype, tus_metadata, self.expiry)
-        return upload_id
+        expires_at: datetime.datetime | None = await self.pool.fetchval(
+            queries.CREATE, upload_id, owner_id, length, filename, filetype, tus_metadata, self.expiry
+        )
+        return upload_id, expires_at
 
     async def head(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> UploadHead:
         """The upload as tus shows it: 404 when missing or not the caller's, 410 once expired."""
-        row = await self.pool.fetchrow(HEAD, upload_id, owner_id)
+        row = await self.pool.fetchrow(queries.HEAD, upload_id, owner_id)
         if row is None:
             raise NotFound(NOT_FOUND)
         if row["lapsed"]:
@@ -109,7 +83,7 @@ class UploadStore:
     async def acquire(self, upload_id: uuid.UUID, owner_id: uuid.UUID, offset: int) -> Lease:
         """The right to append at `offset`; 404, 410, 409 (offset or state) or 423 (another request appends)."""
         token = uuid.uuid4()
-        length = await self.pool.fetchval(ACQUIRE, upload_id, owner_id, offset, token, self.lease)
+        length = await self.pool.fetchval(queries.ACQUIRE, upload_id, owner_id, offset, token, self.lease)
         if length is not None:
             return Lease(upload_id, owner_id, token, length, offset)
         head = await self.head(upload_id, owner_id)
@@ -121,15 +95,15 @@ class UploadStore:
 
     async def renew(self, lease: Lease, offset: int) -> bool:
         """Record progress so far and extend the lease; False when the lease was lost (the upload deleted)."""
-        status: str = await self.pool.execute(RENEW, lease.upload_id, lease.token, offset, self.lease)
+        status: str = await self.pool.execute(queries.RENEW, lease.upload_id, lease.token, offset, self.lease)
         return status != "UPDATE 0"
 
     async def release(self, lease: Lease, offset: int) -> Released | None:
         """Give the lease back at `offset`; complete at the upload's length (→ `processing`). None if it was lost."""
-        row = await self.pool.fetchrow(RELEASE, lease.upload_id, lease.token, offset, self.expiry)
+        row = await self.pool.fetchrow(queries.RELEASE, lease.upload_id, lease.token, offset, self.expiry)
         return None if row is None else Released(row["status"], row["upload_offset"], row["expires_at"])
 
     async def delete(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> None:
-        status: str = await self.pool.execute(DELETE, upload_id, owner_id)
+        status: str = await self.pool.execute(queries.DELETE, upload_id, owner_id)
         if status == "DELETE 0":
             raise NotFound(NOT_FOUND)

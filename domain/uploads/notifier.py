@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from db.models import UploadStatusName
 from domain.events.bus import EventBus, user_channel
 
 PROGRESS_STEPS = 10
@@ -28,7 +29,7 @@ class UploadNotifier:
         self.upload_id = upload_id
         self.owner_id = owner_id
 
-    async def status(self, status: str, **details: Any) -> None:
+    async def status(self, status: UploadStatusName, **details: Any) -> None:
         data = {"id": str(self.upload_id), "status": status, **details}
         await self.events.publish(upload_channel(self.upload_id), "upload.status", data)
         await self.events.publish(user_channel(self.owner_id), "upload.status", data)

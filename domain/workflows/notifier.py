@@ -9,32 +9,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from domain.cache import Cache, Entry
+from db.models import StepStatusName, WorkflowStatusName
+from domain.cache import Cache
 from domain.events.bus import EventBus, user_channel, workflow_channel
-
-STATUS_TTL_S = 60
-LIST_TTL_S = 60
-
-
-class WorkflowCacheKeys:
-    """Every cache key of a workflow, in one place."""
-
-    def __init__(self, cache: Cache) -> None:
-        self.cache = cache
-
-    def status(self, workflow_id: uuid.UUID) -> Entry:
-        return Entry("workflow_status", self.cache.key("workflow", workflow_id, "status"), STATUS_TTL_S)
-
-    def page(self, owner_id: uuid.UUID, status: str | None, limit: int, offset: int, cursor: str | None) -> Entry:
-        field = f"{status or '*'}:{limit}:{offset}:{cursor or ''}"
-        return Entry("workflow_list", self.pages(owner_id), LIST_TTL_S, field=field, local=True)
-
-    def pages(self, owner_id: uuid.UUID) -> str:
-        return self.cache.key("workflows", "user", owner_id, "list")
-
-    async def changed(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> None:
-        """Call after committing any change to a workflow or its steps."""
-        await self.cache.invalidate(self.status(workflow_id).key, self.pages(owner_id))
+from domain.workflows.cache_keys import WorkflowCacheKeys
 
 
 class WorkflowNotifier:
@@ -47,13 +25,13 @@ class WorkflowNotifier:
     async def changed(self) -> None:
         await self.keys.changed(self.workflow_id, self.owner_id)
 
-    async def workflow_status(self, status: str, **details: Any) -> None:
+    async def workflow_status(self, status: WorkflowStatusName, **details: Any) -> None:
         await self.changed()
         data = {"id": str(self.workflow_id), "status": status, **details}
         await self.events.publish(workflow_channel(self.workflow_id), "workflow.status", data)
         await self.events.publish(user_channel(self.owner_id), "workflow.status", data)
 
-    async def step_status(self, position: int, kind: str, status: str, error: str | None = None) -> None:
+    async def step_status(self, position: int, kind: str, status: StepStatusName, error: str | None = None) -> None:
         await self.changed()
         data = {"workflow_id": str(self.workflow_id), "position": position, "kind": kind, "status": status}
         await self.events.publish(workflow_channel(self.workflow_id), "step.status", {**data, "error": error})

@@ -1,11 +1,11 @@
-"""Closing sockets with 1001 before Granian drops them.
+"""Granian hooks: run our own shutdown work (closing WebSockets with 1001) before Granian drops the connections.
 
 Granian 2.8 reacts to a worker's SIGTERM by stopping its runtime at once: open WebSockets are cut without a close
 frame, and by the time the ASGI lifespan shutdown runs no frame can be sent any more (seen running; its ASGI layer has
 no hook for it). So, when the app runs in a Granian worker, its SIGTERM/SIGINT handler is wrapped: our `before`
 coroutine runs first (bounded by the caller), then Granian's own handler. Granian's handler is found as the closure
 `granian._signals.set_loop_signals.<locals>.signal_handler`; if it is not there (another server, another Granian),
-nothing is wrapped and the lifespan shutdown closes the sockets instead.
+nothing is wrapped and the lifespan shutdown does the work instead.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import types
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-logger = logging.getLogger("roi.events.shutdown")
+logger = logging.getLogger("roi.granian")
 
 GRANIAN_MODULE = "granian._signals"
 GRANIAN_HANDLER = "set_loop_signals.<locals>.signal_handler"
@@ -54,7 +54,7 @@ def run_before_granian_stops(before: Callable[[], Awaitable[None]]) -> bool:
         try:
             await before()
         except Exception:
-            logger.exception("closing live sockets before shutdown failed")
+            logger.exception("the work to do before Granian stops failed")
         finally:
             stop_granian(signum)
 

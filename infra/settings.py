@@ -28,7 +28,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     db_max_overflow: Annotated[int, msgspec.Meta(ge=0)] = 10
     db_pool_recycle_s: PositiveInt = 1800
     db_pool_timeout_s: NonNegativeFloat = 5.0
-    db_fast_pool_size: PositiveInt = 10
+    db_asyncpg_pool_size: PositiveInt = 10
     redis_max_connections: PositiveInt = 64
     redis_timeout_s: NonNegativeFloat = 0.05
 

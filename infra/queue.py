@@ -1,8 +1,11 @@
-"""The job queue: SAQ's Redis queue with three priority lanes. Imports nothing of the domain.
+"""The job queue: SAQ's Redis queue with three priority lanes.
 
 SAQ's Redis queue is one FIFO list. Here every job goes into the lane of its priority (`high`, `normal`,
 `low`), and a worker's blocking dequeue (BLMPOP) always takes from the highest non-empty lane, so a high job
-starts before any waiting normal or low one, with SAQ's ~1 ms enqueue→start.
+starts before any waiting normal or low one, with SAQ's ~1 ms enqueue→start. SAQ's `_enqueue` and `_retry` push
+onto `_queued`; here `_queued` names the lane of the job the current task is enqueuing or retrying (a context
+variable, so enqueues of different priorities running at once each see their own), and SAQ's own list, the normal
+lane, otherwise.
 
 Two of SAQ's behaviours are changed on the way:
 - a dequeued job is marked active *before* it enters the active list, so a concurrent sweep can no longer
@@ -12,6 +15,7 @@ Two of SAQ's behaviours are changed on the way:
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from redis.asyncio import Redis
@@ -20,13 +24,13 @@ from saq import Job, Status
 from saq.queue.redis import RedisQueue
 from saq.utils import now
 
-Priority = Literal["high", "normal", "low"]
-PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
-LANE_OF_PRIORITY: dict[Priority, int] = {"high": 0, "normal": 1, "low": 2}
+from infra.jobs import LANE_OF_PRIORITY, PRIORITIES, Priority
+
 QUEUE_NAME = "roi"
 SWEEP_INTERVAL_S = 5
-RUN_WORKFLOW = "run_workflow"
-PARSE_UPLOAD = "parse_upload"
+
+_lane_in_use: ContextVar[tuple[PriorityRedisQueue, str] | None] = ContextVar("lane_in_use", default=None)
+"""The queue and lane of the job this task is enqueuing or retrying right now."""
 
 
 class PriorityRedisQueue(RedisQueue):
@@ -38,7 +42,7 @@ class PriorityRedisQueue(RedisQueue):
         """`drains`: the lanes this queue's dequeue takes from, highest first (an express worker drains `high`)."""
         super().__init__(redis, name=name, **kwargs)
         # SAQ's own list is the normal lane, so anything SAQ itself re-queues lands in a valid lane.
-        self.lanes = [self.namespace("queued:high"), self._queued, self.namespace("queued:low")]
+        self.lanes = [self.namespace("queued:high"), self._normal_lane, self.namespace("queued:low")]
         self.drained = [self.lanes[LANE_OF_PRIORITY[priority]] for priority in drains]
 
     async def disconnect(self) -> None:
@@ -51,12 +55,21 @@ class PriorityRedisQueue(RedisQueue):
     def lane(self, job: Job) -> str:
         return self.lanes[min(max(job.priority, 0), len(self.lanes) - 1)]
 
+    @property
+    def _queued(self) -> str:
+        in_use = _lane_in_use.get()
+        return in_use[1] if in_use is not None and in_use[0] is self else self._normal_lane
+
+    @_queued.setter
+    def _queued(self, lane: str) -> None:
+        self._normal_lane = lane  # SAQ's __init__ names its list
+
     async def _enqueue(self, job: Job) -> Job | None:
-        queued, self._queued = self._queued, self.lane(job)
+        token = _lane_in_use.set((self, self.lane(job)))
         try:
             return await super()._enqueue(job)
         finally:
-            self._queued = queued
+            _lane_in_use.reset(token)
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109
         popped = await self.redis.blmpop(timeout, len(self.drained), *self.drained, direction="LEFT", count=1)
@@ -87,11 +100,11 @@ class PriorityRedisQueue(RedisQueue):
         await super().abort(job, error, ttl)
 
     async def _retry(self, job: Job, error: str | None) -> None:
-        queued, self._queued = self._queued, self.lane(job)
+        token = _lane_in_use.set((self, self.lane(job)))
         try:
             await super()._retry(job, error)
         finally:
-            self._queued = queued
+            _lane_in_use.reset(token)
 
     async def sweep(self, lock: int = SWEEP_INTERVAL_S, abort: float = 5.0) -> list[str]:
         return await super().sweep(lock=lock, abort=abort)
@@ -116,38 +129,3 @@ class PriorityRedisQueue(RedisQueue):
 def create_queue(redis_url: str, namespace: str, drains: tuple[Priority, ...] = PRIORITIES) -> PriorityRedisQueue:
     """The queue on its own connection pool: blocking dequeues must not share the cache's short timeouts."""
     return PriorityRedisQueue(Redis.from_url(redis_url), name=f"{namespace}:{QUEUE_NAME}", drains=drains)
-
-
-async def enqueue_workflow_run(
-    queue: PriorityRedisQueue, workflow_id: str, run_id: str, priority: Priority
-) -> Job | None:
-    """Queue one run of a workflow; `run_id` is the job's key, so queuing the same run twice queues it once."""
-    return await queue.enqueue(
-        RUN_WORKFLOW,
-        key=run_id,
-        priority=LANE_OF_PRIORITY[priority],
-        timeout=3600,
-        heartbeat=15,
-        retries=1,
-        ttl=3600,
-        workflow_id=workflow_id,
-        run_id=run_id,
-    )
-
-
-def parse_job_key(upload_id: str) -> str:
-    return f"parse-upload:{upload_id}"
-
-
-async def enqueue_upload_parse(queue: PriorityRedisQueue, upload_id: str) -> Job | None:
-    """Queue the parse of a complete upload, in the high lane: someone is waiting for it. Queued once per upload."""
-    return await queue.enqueue(
-        PARSE_UPLOAD,
-        key=parse_job_key(upload_id),
-        priority=LANE_OF_PRIORITY["high"],
-        timeout=600,
-        heartbeat=30,
-        retries=2,
-        ttl=3600,
-        upload_id=upload_id,
-    )

@@ -6,7 +6,8 @@ syscall, one timer) and answered in order; the same read asked twice in a turn i
 Sharing is safe for read-your-writes: every read of a batch is sent after each of its askers arrived, so it
 sees every write those askers could have seen acknowledged.
 
-Only the hit path uses this; everything else keeps redis-py. Any failure (refused, timed out, dropped) fails
+Only the hit path uses this; everything else keeps redis-py. The connection is opened as `infra.redis_wire` reads
+the URL (TCP, TLS or a unix socket, with login and database). Any failure (refused, timed out, dropped) fails
 every read in flight with a `ConnectionError` and closes the connection; the next read reconnects.
 """
 
@@ -15,38 +16,33 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from typing import cast
-from urllib.parse import unquote, urlsplit
 
-import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from infra.redis_wire import RedisAddress, RespConnection, command, connect
 
 Waiters = list["asyncio.Future[object]"]
 
 
-class _Replies(asyncio.Protocol):
-    """One connection: each command written appends its askers to `waiting`; each reply answers the first."""
+class _Replies(RespConnection):
+    """Each command written appends its askers to `waiting`; each reply answers the first."""
 
     def __init__(self) -> None:
-        self.reader = hiredis.Reader()
+        super().__init__()
         self.waiting: deque[Waiters] = deque()
-        self.transport: asyncio.WriteTransport | None = None
         self.closed = False
         self._deadlines: deque[tuple[Waiters, asyncio.TimerHandle]] = deque()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.WriteTransport, transport)  # uvloop's transports are not asyncio's classes
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while (reply := self.reader.gets()) is not False:
-            waiters = self.waiting.popleft()
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(reply)
-            if self._deadlines and self._deadlines[0][0] is waiters:
-                self._deadlines.popleft()[1].cancel()
+    def reply_received(self, reply: object) -> None:
+        waiters = self.waiting.popleft()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(reply)
+        if self._deadlines and self._deadlines[0][0] is waiters:
+            self._deadlines.popleft()[1].cancel()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
         self.fail(RedisConnectionError(f"connection to Redis lost: {exc}"))
 
     def fail(self, error: Exception) -> None:
@@ -62,9 +58,8 @@ class _Replies(asyncio.Protocol):
 
     def send(self, commands: dict[bytes, Waiters], timeout_s: float) -> None:
         """Write `commands` at once; unless the last is answered within `timeout_s`, the connection fails."""
-        assert self.transport is not None
         self.waiting.extend(commands.values())
-        self.transport.write(b"".join(commands))
+        self.write(b"".join(commands))
         last = self.waiting[-1]
         timer = asyncio.get_running_loop().call_later(
             timeout_s, self.fail, RedisConnectionError("Redis did not answer in time")
@@ -72,37 +67,30 @@ class _Replies(asyncio.Protocol):
         self._deadlines.append((last, timer))
 
 
-def _command(*parts: bytes) -> bytes:
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
-
-
 class PipelinedGet:
+    """GET and HGET over one connection of their own, batched per event-loop turn."""
+
     def __init__(self, url: str, timeout_s: float) -> None:
-        parsed = urlsplit(url)
-        self.host = parsed.hostname or "127.0.0.1"
-        self.port = parsed.port or 6379
-        self.password = unquote(parsed.password) if parsed.password else None
-        self.username = unquote(parsed.username) if parsed.username else None
-        self.db = int(parsed.path.lstrip("/") or 0)
+        self.address = RedisAddress.from_url(url)
         self.timeout_s = timeout_s
         self._replies: _Replies | None = None
         self._connecting = asyncio.Lock()
         self._batch: dict[bytes, Waiters] | None = None
 
     async def get(self, key: str) -> bytes | None:
-        return await self._ask(_command(b"GET", key.encode()))
+        return await self._ask(command(b"GET", key.encode()))
 
     async def hget(self, key: str, field: str) -> bytes | None:
-        return await self._ask(_command(b"HGET", key.encode(), field.encode()))
+        return await self._ask(command(b"HGET", key.encode(), field.encode()))
 
-    async def _ask(self, command: bytes) -> bytes | None:
+    async def _ask(self, request: bytes) -> bytes | None:
         replies = await self._connection()
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[object] = loop.create_future()
         if self._batch is None:
             self._batch = {}
             loop.call_soon(self._flush, replies)
-        self._batch.setdefault(command, []).append(waiter)
+        self._batch.setdefault(request, []).append(waiter)
         reply = await waiter
         if isinstance(reply, Exception):
             raise RedisConnectionError(str(reply))
@@ -124,28 +112,8 @@ class PipelinedGet:
             return self._replies
         async with self._connecting:
             if self._replies is None or self._replies.closed:
-                self._replies = await asyncio.wait_for(self._open(), self.timeout_s)
+                self._replies = await connect(self.address, _Replies, self.timeout_s)
         return self._replies
-
-    async def _open(self) -> _Replies:
-        try:
-            _, replies = await asyncio.get_running_loop().create_connection(_Replies, self.host, self.port)
-        except OSError as error:
-            raise RedisConnectionError(f"cannot connect to Redis: {error}") from error
-        setup = []
-        if self.password is not None:
-            credentials = [self.username.encode()] if self.username else []
-            setup.append(_command(b"AUTH", *credentials, self.password.encode()))
-        if self.db:
-            setup.append(_command(b"SELECT", str(self.db).encode()))
-        for command in setup:
-            waiter: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-            replies.send({command: [waiter]}, self.timeout_s)
-            reply = await waiter
-            if isinstance(reply, Exception):
-                replies.fail(RedisConnectionError(str(reply)))
-                raise RedisConnectionError(f"Redis refused the connection setup: {reply}")
-        return replies
 
     def close(self) -> None:
         if self._replies is not None:

@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db.models import Workflow, WorkflowResult, WorkflowStep
+from db.models import Workflow, WorkflowResult, WorkflowStatusName, WorkflowStep
+from infra.jobs import Priority
 
 
 class RunNotCurrent(Exception):
@@ -42,7 +43,7 @@ class RunStore:
         self.workflow_id = workflow_id
         self.job_id = job_id
 
-    def _current(self, *statuses: str) -> Any:
+    def _current(self, *statuses: WorkflowStatusName) -> Any:
         return (Workflow.id == self.workflow_id) & (Workflow.job_id == self.job_id) & Workflow.status.in_(statuses)
 
     async def claim(self) -> ClaimedRun:
@@ -201,7 +202,7 @@ async def fail_lost_runs(engine: AsyncEngine, lost_after_s: float) -> list[tuple
     return [(workflow_id, owner_id) for workflow_id, owner_id, _ in lost]
 
 
-async def stale_queued_runs(engine: AsyncEngine, older_than_s: float) -> list[tuple[uuid.UUID, str, str]]:
+async def stale_queued_runs(engine: AsyncEngine, older_than_s: float) -> list[tuple[uuid.UUID, str, Priority]]:
     """Queued runs older than `older_than_s`: (workflow id, job id, priority), for re-enqueueing lost jobs."""
     cutoff = _now() - datetime.timedelta(seconds=older_than_s)
     async with engine.connect() as conn:
