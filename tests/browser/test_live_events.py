@@ -239,3 +239,20 @@ def test_a_refused_token_at_load_asks_to_sign_in_again(service: ConsoleService, 
     assert "session has ended" in text_of(browser, "#auth-message")
     refused = [message for message in browser.console_errors() if "401" not in message]
     assert refused == []
+
+
+def test_the_server_refuses_a_bad_token_with_4401_and_the_module_stops(page: Browser) -> None:
+    result = page.driver.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import("/console/live-events.js").then(({LiveEvents}) => {
+          const states = [];
+          const live = new LiveEvents({token: "not-a-token", onStateChange: (state) => states.push(state),
+                                      onUnauthorized: (reason) => setTimeout(() => done({states, reason}), 1500)});
+          live.connect();
+        });
+        """
+    )
+    assert result["states"] == ["connecting", "unauthorized"], "no reconnect"
+    assert result["reason"]
+    assert page.console_errors() == []
