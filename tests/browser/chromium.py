@@ -90,10 +90,13 @@ class Browser:
             time.sleep(0.05)
         raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_error!r})")
 
-    def screenshot(self, name: str) -> Path:
-        """A PNG of the whole page (not only the window) in tests/browser/artifacts/."""
+    def screenshot(self, name: str, full_page: bool = True) -> Path:
+        """A PNG of the whole page (or only the window) in tests/browser/artifacts/."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
+        if not full_page:
+            self.driver.save_screenshot(str(path))
+            return path
         size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
         clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 8000), "scale": 1}
         shot = self.driver.execute_cdp_cmd(

@@ -32,6 +32,6 @@ return texts.join(" ");
 def test_docs_render_offline(service: ConsoleService, browser: Browser, path: str) -> None:
     browser.driver.get(f"{service.base_url}{path}")
     browser.wait_for(lambda: PAGES[path] in browser.driver.execute_script(VISIBLE_TEXT), f"{path} shows the API")
-    browser.screenshot("40-docs" + path.replace("/", "-"))
+    browser.screenshot("40-docs" + path.replace("/", "-"), full_page=False)
     assert browser.remote_requests() == []
     assert browser.console_errors() == []
