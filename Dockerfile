@@ -10,6 +10,7 @@ COPY domain domain
 COPY db db
 COPY workers workers
 COPY infra infra
+COPY web web
 RUN /opt/roi/bin/pip install .
 
 FROM python:3.11-slim AS runtime

@@ -10,6 +10,10 @@ serve *ARGS:
 test *ARGS:
     {{venv}}pytest {{ARGS}}
 
+# Browser tests of the console and the API docs (headless Chromium: apt-get install chromium chromium-driver)
+test-browser *ARGS:
+    {{venv}}pytest tests/browser {{ARGS}}
+
 # Lint, type-check, and check the import contracts (pyproject.toml [tool.importlinter])
 lint:
     {{venv}}ruff check .

@@ -18,6 +18,7 @@ from litestar.types import Method
 from litestar.types.internal_types import PathParameterDefinition
 
 from app.compression import compression_middleware
+from app.console import console_handlers, head_as_get, offline_render_plugins
 from app.dependencies import SERVICE_DEPENDENCIES
 from app.health import health, ready
 from app.http_cache import ConditionalGetMiddleware
@@ -165,6 +166,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UploadController,
             live_events_endpoint,
             *queue_ui_handlers(),
+            *console_handlers(),
         ],
         dependencies={**QUEUE_UI_DEPENDENCIES, **SERVICE_DEPENDENCIES},
         signature_namespace=QUEUE_UI_NAMESPACE,
@@ -197,10 +199,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="0.1.0",
             operation_id_creator=operation_id,
             openapi_router=Router("/schema", route_handlers=[], include_in_schema=False, opt=public_cache(300)),
+            render_plugins=offline_render_plugins(),
         ),
     )
     # outside routing: sees 404s and 401s too; /ws frames skip Litestar's per-message wrappers
     app.asgi_handler = RequestObserverMiddleware(
-        method_override(redirect_to_the_ui_root(with_direct_send(app.asgi_handler)))
+        head_as_get(method_override(redirect_to_the_ui_root(with_direct_send(app.asgi_handler))))
     )
     return app
