@@ -39,7 +39,7 @@ from domain.errors import DomainError
 from domain.events.socket import LiveConfig
 from domain.events.ws import live_events_endpoint, live_events_lifespan, with_direct_send
 from domain.http import public_cache
-from domain.services import ApiServices, provide_services
+from domain.services import ApiServices, close_within, provide_services
 from domain.uploads.controller import UploadController
 from domain.workflows.controller import WorkflowController
 from infra.settings import Settings, get_settings
@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await opened.close()
             # Last out: a session closed after the SQLAlchemy plugin's own dispose (seen with the test client) must
             # not leave its connection open for the life of the process.
-            await engine.dispose()
+            await close_within("the ORM engine", engine.dispose())
 
     sqlalchemy = SQLAlchemyAsyncConfig(
         engine_instance=engine, session_config=AsyncSessionConfig(expire_on_commit=False)

@@ -7,6 +7,8 @@ wherever it runs, and nothing looks its collaborators up by name at request time
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -34,7 +36,9 @@ from infra.redis_batch import PipelinedGet
 from infra.settings import Settings
 
 WORKER_REDIS_CONNECTIONS = 32
-POOL_CLOSE_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 5.0
+
+logger = logging.getLogger("roi.services")
 
 
 @dataclass
@@ -65,9 +69,9 @@ class Services:
 
     async def close(self) -> None:
         """Everything but the engine, which its owner disposes last (a session may still be closing)."""
-        await self.queue.disconnect()
-        await self.cache.close()
-        await self.redis.aclose()
+        await close_within("the queue", self.queue.disconnect())
+        await close_within("the cache", self.cache.close())
+        await close_within("Redis", self.redis.aclose())
 
 
 @dataclass
@@ -141,15 +145,13 @@ class ApiServices(Services):
         )
 
     async def close(self) -> None:
-        await self.queue.disconnect()
-        await self.cache.close()
+        """Each client closed within a bound: a shutdown never waits for ever on one that does not answer."""
+        await close_within("the queue", self.queue.disconnect())
+        await close_within("the cache", self.cache.close())
         self.batched_reads.close()
-        await self.redis.aclose()
-        try:
-            # close() waits for every connection to come back: one held by a request that never ends must not
-            # hold up the shutdown for ever.
-            await asyncio.wait_for(self.asyncpg_pool.close(), POOL_CLOSE_TIMEOUT_S)
-        except TimeoutError:
+        await close_within("Redis", self.redis.aclose())
+        # close() waits for every connection to come back: one held by a request that never ends is cut instead.
+        if not await close_within("the asyncpg pool", self.asyncpg_pool.close()):
             self.asyncpg_pool.terminate()
 
 
@@ -157,6 +159,16 @@ def provide_services(state: State) -> ApiServices:
     """The API process's container, for handlers and hooks that need it (the `services` lifespan opens it)."""
     services: ApiServices = state.services
     return services
+
+
+async def close_within(what: str, closing: Awaitable[None]) -> bool:
+    """Whether `closing` finished within CLOSE_TIMEOUT_S; if not, it is abandoned and the shutdown goes on."""
+    try:
+        await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        logger.error("closing %s took more than %g s; going on without it", what, CLOSE_TIMEOUT_S)
+        return False
+    return True
 
 
 def upload_lease_s(settings: Settings) -> float:
