@@ -146,10 +146,8 @@ class ApiServices(Services):
 
     async def close(self) -> None:
         """Each client closed within a bound: a shutdown never waits for ever on one that does not answer."""
-        await close_within("the queue", self.queue.disconnect())
-        await close_within("the cache", self.cache.close())
+        await super().close()
         self.batched_reads.close()
-        await close_within("Redis", self.redis.aclose())
         # close() waits for every connection to come back: one held by a request that never ends is cut instead.
         if not await close_within("the asyncpg pool", self.asyncpg_pool.close()):
             self.asyncpg_pool.terminate()

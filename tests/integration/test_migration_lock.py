@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +15,13 @@ from sqlalchemy.engine import make_url
 
 from db.pools import asyncpg_dsn
 from tests.integration.conftest import ServiceURLs
-from tests.integration.test_serve import free_port, stop_and_check_nothing_is_left, stop_whatever_is_left, wait_ready
+from tests.integration.test_serve import (
+    free_port,
+    serve,
+    stop_and_check_nothing_is_left,
+    stop_whatever_is_left,
+    wait_ready,
+)
 
 HOSTS = 3
 
@@ -37,21 +41,14 @@ async def fresh_database(service_urls: ServiceURLs) -> AsyncIterator[str]:
 
 def serve_host(database_url: str, redis_url: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     data_dir.mkdir()
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "REDIS_NAMESPACE": f"roitest-{uuid.uuid4().hex[:8]}",
-        "ROI_DATA_DIR": str(data_dir),
-        "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256",
-    }
-    roi = Path(sys.executable).with_name("roi")
-    return subprocess.Popen(
-        [str(roi), "serve", "--port", str(port), "--workers", "1"],
-        cwd=data_dir,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=(data_dir / "serve.log").open("ab"),
+    return serve(
+        data_dir,
+        port,
+        workers=1,
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        REDIS_NAMESPACE=f"roitest-{uuid.uuid4().hex[:8]}",
+        SECRET_KEY="test-secret-key-that-is-long-enough-for-hs256",
     )
 
 

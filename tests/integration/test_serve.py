@@ -66,16 +66,19 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def serve(data_dir: Path, port: int, *, set_data_dir: bool = True) -> subprocess.Popen[bytes]:
-    """`roi serve` in `data_dir` with no URLs, as the README starts it; with `set_data_dir` False, nothing set at all
-    (the default ROI_DATA_DIR, ./.roi-data)."""
+def serve(
+    data_dir: Path, port: int, *, set_data_dir: bool = True, workers: int = 2, **environment: str
+) -> subprocess.Popen[bytes]:
+    """`roi serve` in `data_dir` with no URLs, as the README starts it, then `environment`; with `set_data_dir`
+    False, nothing set at all (the default ROI_DATA_DIR, ./.roi-data)."""
     unset = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ROI_DATA_DIR")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     if set_data_dir:
         env["ROI_DATA_DIR"] = str(data_dir)
+    env |= environment
     roi = Path(sys.executable).with_name("roi")
     return subprocess.Popen(
-        [str(roi), "serve", "--port", str(port), "--workers", "2"],
+        [str(roi), "serve", "--port", str(port), "--workers", str(workers)],
         cwd=data_dir,
         env=env,
         stdout=subprocess.DEVNULL,
