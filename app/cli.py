@@ -220,7 +220,7 @@ async def _create_user(settings: Settings, email: str, name: str, password: str,
     "--scenario",
     "scenarios",
     multiple=True,
-    help="Run this scenario (repeatable); the floor always runs. `scale` (1,000 vs 1,000,000 workflows: minutes, GBs "
+    help="Run this scenario (repeatable); the floor always runs. `scale` (11,000 vs 1,000,000 workflows: minutes, GBs "
     "and a kept template database) runs only when named; ROI_BENCH_SCALE_ROWS sets a smaller large size.",
 )
 @click.option("--all", "run_all", is_flag=True, help="Run every registered scenario but `scale` (the default).")

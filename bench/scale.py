@@ -1,4 +1,4 @@
-"""The scale scenario of `roi bench`: the same requests at 1,000 and at 1,000,000 workflows, p95 against p95.
+"""The scale scenario of `roi bench`: the same requests at 11,000 and at 1,000,000 workflows, p95 against p95.
 
 Run only when named (`--scenario scale`): the databases come from template databases seeded once per size and schema
 revision (bench/scale_seed.py; GBs and minutes for the large one), copied for the run and dropped after it. Each copy
@@ -6,10 +6,12 @@ gets a Granian of its own serving the uncached service (bench/uncached.py), so e
 serve in the same rounds, each row measured at one size and then at the other (the large one first every other
 round).
 
-Rows, each suffixed with its size (`_1k`, `_1m`), of the user with a tenth of the workflows (100,000 of 1,000,000):
+Rows, each suffixed with its size (`_11k`, `_1m`), of the measured user: 100,000 of 1,000,000 workflows, 10,100 of
+11,000 (the fewest that answer every read below alike: bench/scale_seed.py's Shape). Every list read must answer 50
+items and a next page at both sizes, or the run stops before measuring:
 - reads under the load generator at the run's connections: `scale_first_page` (`?limit=50`), `scale_cursor_page`
-  (the page 2,000 pages deep, or the last one when the list is shorter, through the cursor walked to it once before
-  the rounds), `scale_offset_10000` (`?offset=10000&limit=50`: past the end of a short list, still a 200),
+  (the page 2,000 pages deep, or the last but one when the list is shorter, through the cursor walked to it once
+  before the rounds), `scale_offset_10000` (`?offset=10000&limit=50`),
   `scale_status_page` (`?status=failed&limit=50`), `scale_detail` and `scale_status` of the user's newest workflow;
 - writes at WRITE_CONNECTIONS connections: `scale_create` (`POST /api/workflows` under the load generator; the
   workflows it made are deleted after each measurement, so the sizes stay as seeded) and `scale_run`/`scale_cancel`:
@@ -49,7 +51,7 @@ from bench.report import (
     pooled_result,
     scale_ratios,
 )
-from bench.scale_seed import BIG_USER_EMAIL, PASSWORD, ScaleDatabase, scale_database
+from bench.scale_seed import BIG_USER_EMAIL, PAGE, PASSWORD, ScaleDatabase, scale_database
 from bench.scenarios import (
     BEARER,
     SCALE_READS,
@@ -69,7 +71,6 @@ from testkit.granian import Server, granian_server, log_tail
 
 ROWS_VARIABLE = "ROI_BENCH_SCALE_ROWS"
 SERVICE = "uncached"
-PAGE = 50
 DEEP_PAGE = 2_000
 WRITE_CONNECTIONS = 4
 RUN_CANCEL_WORKFLOWS = 3
@@ -92,6 +93,7 @@ class _Page(msgspec.Struct):
 
 class _Items(msgspec.Struct):
     items: list[msgspec.Raw]
+    next_cursor: str | None = None
 
 
 class _Token(msgspec.Struct):
@@ -113,7 +115,10 @@ class Size:
     cursor_walk_s: float = 0.0
     cancelled: list[str] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=dict)
-    """Per read, what it answers at this size (`50 items, 64 KB`): a short list's pages hold fewer items."""
+    """Per read, what it answers at this size (`50 items and a next page, 64.1 kB`)."""
+    items: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    """Per list read, its items and whether a next page follows: the same at both sizes, or the times do not
+    compare."""
 
     def row(self, name: str) -> str:
         """The name of scenario `name`'s row at this size: `scale_detail_1m`."""
@@ -206,6 +211,7 @@ async def _measure(
     try:
         for size in sizes:
             await _prepare(size)
+        _check_alike(sizes)
         for round_number in range(1, settings.rounds + 1):
             # Every other round the large size goes first: whatever else the shared cores do drifts into neither.
             ordered = sizes if round_number % 2 else sizes[::-1]
@@ -330,7 +336,8 @@ async def _prepare(size: Size) -> None:
         size.seed = Seed(token=token, workflow_id=newest.items[0].id)
         size.cancelled = [item.id for item in cancelled.items]
         size.pages = math.ceil(shape.big_user / PAGE)
-        size.cursor_page = min(DEEP_PAGE, size.pages)
+        # Never the last page: it would read one row fewer and answer no next_cursor.
+        size.cursor_page = min(DEEP_PAGE, size.pages - 1)
         started = time.perf_counter()
         cursor: str | None = None
         for _ in range(size.cursor_page - 1):
@@ -341,9 +348,7 @@ async def _prepare(size: Size) -> None:
             raise BenchFailed(f"scale: the big user of {size.database.template} has a list of one page")
         size.cursor = cursor
         for name in SCALE_READS:
-            size.answers[name] = await _answer(
-                api, _read(name, size).path.format_map(msgspec.structs.asdict(size.seed))
-            )
+            await _answer(size, name, api)
     click.echo(
         f"scale: {size.label}: cursor to page {size.cursor_page:,} of {size.pages:,} walked in "
         f"{size.cursor_walk_s:.1f} s",
@@ -351,10 +356,28 @@ async def _prepare(size: Size) -> None:
     )
 
 
-async def _answer(api: httpx.AsyncClient, path: str) -> str:
+async def _answer(size: Size, name: str, api: httpx.AsyncClient) -> None:
+    """What read `name` answers at this size, in words for the report and as counts for `_check_alike`."""
+    path = _read(name, size).path.format_map(msgspec.structs.asdict(size.seed))
     body = expect(await api.get(path), 200, "scale")
-    items = msgspec.json.decode(body, type=_Items).items if path.startswith("/api/workflows?") else None
-    return ("" if items is None else f"{len(items)} items, ") + f"{len(body) / 1000:,.1f} kB"
+    words = f"{len(body) / 1000:,.1f} kB"
+    if path.startswith("/api/workflows?"):
+        page = msgspec.json.decode(body, type=_Items)
+        size.items[name] = (len(page.items), page.next_cursor is not None)
+        following = "and a next page" if page.next_cursor is not None else "and no next page"
+        words = f"{len(page.items)} items {following}, {words}"
+    size.answers[name] = words
+
+
+def _check_alike(sizes: list[Size]) -> None:
+    """Every list read answers full pages with a page after them at both sizes: otherwise a ratio would compare a
+    short answer with a long one (a small list's status page or deep offset holds fewer items, or none)."""
+    for name in SCALE_READS:
+        answers = {size.items.get(name) for size in sizes}
+        full = {None, (PAGE, True)}
+        if len(answers) != 1 or not answers <= full:
+            said = "; ".join(f"{size.label}: {size.answers[name]}" for size in sizes)
+            raise BenchFailed(f"scale: {name} does not answer {PAGE} items and a next page at every size ({said})")
 
 
 async def _page(api: httpx.AsyncClient, query: str) -> _Page:

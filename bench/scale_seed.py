@@ -28,20 +28,30 @@ from sqlalchemy.engine import make_url
 
 from bench.service import BenchFailed
 from db.pools import asyncpg_dsn
+from domain.pagination import MAX_OFFSET
 
 SEED_FORMAT = 1
 """Raise it when the seeded rows change: templates of another format are seeded again."""
 PASSWORD = "roi-bench-scale"
+PAGE = 50
+"""The items of every page the scenario reads."""
 BIG_USER_EMAIL = "scale-big@bench.example"
 MAX_PER_USER = 900
+MEASURED_MIN = MAX_OFFSET + 2 * PAGE
+"""The measured user's fewest workflows: a full page at the deepest offset allowed, and a page after it."""
 STEPS = ("ingest", "validate", "analyze", "report")
 IN_USE_ATTEMPTS = 5
 """CREATE DATABASE ... TEMPLATE and a rename fail while another session is on the database (autovacuum, a copy)."""
 
 
 class Shape(msgspec.Struct, frozen=True):
-    """Who owns the workflows: one user with a tenth of them, the rest in users of MAX_PER_USER (or that tenth, if
-    fewer) each: 1,000,000 is one user with 100,000 and 1,000 users x 900; 1,000 is one with 100 and 9 x 100."""
+    """Who owns the workflows: the measured user with a tenth of them, but never fewer than MEASURED_MIN, and the
+    rest in users of MAX_PER_USER each: 1,000,000 is one user with 100,000 and 1,000 users x 900; 11,000 (the small
+    size) is one with 10,100 and 1 x 900.
+
+    Why the floor: every read must answer the same at both sizes for their times to compare. A full page at
+    `offset=10000` with a page after it needs 10,100 workflows of that user, so no database of 1,000 can be the
+    small twin of a 1,000,000 one; the smallest that answers every row alike is 11,000."""
 
     workflows: int
     big_user: int
@@ -50,11 +60,14 @@ class Shape(msgspec.Struct, frozen=True):
 
     @classmethod
     def of(cls, workflows: int) -> Shape:
-        if workflows < 1000 or workflows % 1000:
-            raise click.BadParameter(f"{workflows:,} workflows: the scale scenario seeds a multiple of 1,000")
-        big_user = workflows // 10
-        per_user = min(MAX_PER_USER, big_user)
-        return cls(workflows, big_user, (workflows - big_user) // per_user, per_user)
+        big_user = max(workflows // 10, MEASURED_MIN)
+        rest = workflows - big_user
+        if workflows % 1000 or rest < 0 or rest % MAX_PER_USER:
+            raise click.BadParameter(
+                f"{workflows:,} workflows: the scale scenario seeds a multiple of 1,000 that leaves, besides the "
+                f"measured user's {big_user:,}, a multiple of {MAX_PER_USER} (at least {MEASURED_MIN + MAX_PER_USER:,})"
+            )
+        return cls(workflows, big_user, rest // MAX_PER_USER, MAX_PER_USER)
 
     def describe(self) -> str:
         return f"{self.users:,} users x {self.per_user:,} + one user with {self.big_user:,}"

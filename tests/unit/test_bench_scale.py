@@ -1,4 +1,4 @@
-"""The scale scenario's arithmetic: who owns the seeded workflows, row names, the 1M÷1k ratios and their verdicts."""
+"""The scale scenario's arithmetic: who owns the seeded workflows, row names, the 1M÷11k ratios and their verdicts."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ def result(name: str, p50_ms: float, p95_ms: float, p95_vs_floor: float = math.n
 
 @pytest.mark.parametrize(
     ("workflows", "big_user", "users", "per_user"),
-    [(1_000_000, 100_000, 1_000, 900), (1_000, 100, 9, 100), (20_000, 2_000, 20, 900), (5_000, 500, 9, 500)],
+    [(1_000_000, 100_000, 1_000, 900), (11_000, 10_100, 1, 900), (20_000, 10_100, 11, 900)],
 )
-def test_shape_gives_a_tenth_to_one_user_and_the_rest_in_equal_users(
+def test_shape_gives_a_tenth_but_at_least_a_full_page_past_offset_10000_to_one_user_and_the_rest_in_equal_users(
     workflows: int, big_user: int, users: int, per_user: int
 ) -> None:
     shape = Shape.of(workflows)
@@ -44,8 +44,8 @@ def test_shape_gives_a_tenth_to_one_user_and_the_rest_in_equal_users(
     assert shape.big_user + shape.users * shape.per_user == workflows
 
 
-@pytest.mark.parametrize("workflows", [999, 1_500, 0])
-def test_shape_refuses_what_is_not_a_multiple_of_1000(workflows: int) -> None:
+@pytest.mark.parametrize("workflows", [999, 1_500, 0, 1_000, 10_000, 12_000])
+def test_shape_refuses_what_does_not_answer_every_read_in_full_or_split_into_equal_users(workflows: int) -> None:
     with pytest.raises(click.BadParameter):
         Shape.of(workflows)
 
@@ -67,11 +67,11 @@ def test_ratios_pair_each_row_with_its_twin_and_skip_a_row_measured_once() -> No
     assert ratio.p95_ratio == pytest.approx(1.25)
 
 
-def test_every_scale_row_has_a_goal_against_its_1k_twin() -> None:
+def test_every_scale_row_has_a_goal_against_its_small_twin() -> None:
     goals = {goal.scenario: goal for goal in GOALS if goal.issue == 13}
     assert set(goals) == {scale_row(name, 1_000_000) for name in (*SCALE_READS, *SCALE_WRITES)}
-    assert all(goal.floor == goal.scenario.removesuffix("_1m") + "_1k" for goal in goals.values())
-    assert goals["scale_first_page_1m"].describe() == "#13 p95 <= 20 ms, p95 <= 1.2x scale_first_page_1k's"
+    assert all(goal.floor == goal.scenario.removesuffix("_1m") + "_11k" for goal in goals.values())
+    assert goals["scale_first_page_1m"].describe() == "#13 p95 <= 20 ms, p95 <= 1.2x scale_first_page_11k's"
 
 
 @pytest.mark.parametrize(
