@@ -10,8 +10,8 @@ Rows, each suffixed with its size (`_11k`, `_1m`), of the measured user: 100,000
 11,000 (the fewest that answer every read below alike: bench/scale_seed.py's Shape). Every list read must answer 50
 items and a next page at both sizes, or the run stops before measuring:
 - reads under the load generator at the run's connections: `scale_first_page` (`?limit=50`), `scale_cursor_page`
-  (the page 2,000 pages deep, or the last but one when the list is shorter, through the cursor walked to it once
-  before the rounds), `scale_offset_10000` (`?offset=10000&limit=50`),
+  (the page 2,000 pages deep but never the last, which answers no next page: page 1,999 of 2,000 at 1M, 201 of 202
+  at 11k, through the cursor walked to it once before the rounds), `scale_offset_10000` (`?offset=10000&limit=50`),
   `scale_status_page` (`?status=failed&limit=50`), `scale_detail` and `scale_status` of the user's newest workflow;
 - writes at WRITE_CONNECTIONS connections: `scale_create` (`POST /api/workflows` under the load generator; the
   workflows it made are deleted after each measurement, so the sizes stay as seeded) and `scale_run`/`scale_cancel`:

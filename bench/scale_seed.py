@@ -70,7 +70,8 @@ class Shape(msgspec.Struct, frozen=True):
         return cls(workflows, big_user, rest // MAX_PER_USER, MAX_PER_USER)
 
     def describe(self) -> str:
-        return f"{self.users:,} users x {self.per_user:,} + one user with {self.big_user:,}"
+        users = "user" if self.users == 1 else "users"
+        return f"{self.users:,} {users} x {self.per_user:,} + one user with {self.big_user:,}"
 
 
 class Seeded(msgspec.Struct, frozen=True):

@@ -119,20 +119,21 @@ class WorkflowReader:
         offset: int,
         after: Position | None,
     ) -> bytes:
-        fetch = self.asyncpg_pool.fetch
+        fetch = self.asyncpg_pool.fetchrow
         one_more = limit + 1
         if after is None and status is None:
             statement = queries.WORKFLOW_PAGE_AT_OFFSET if offset else queries.WORKFLOW_PAGE
-            rows = await fetch(statement, owner_id, one_more, offset)
+            row = await fetch(statement, owner_id, one_more, offset)
         elif after is None:
             statement = queries.WORKFLOW_PAGE_WITH_STATUS_AT_OFFSET if offset else queries.WORKFLOW_PAGE_WITH_STATUS
-            rows = await fetch(statement, owner_id, one_more, offset, status)
+            row = await fetch(statement, owner_id, one_more, offset, status)
         elif status is None:
-            rows = await fetch(queries.WORKFLOW_PAGE_AFTER, owner_id, one_more, 0, *after)
+            row = await fetch(queries.WORKFLOW_PAGE_AFTER, owner_id, one_more, 0, *after)
         else:
-            rows = await fetch(queries.WORKFLOW_PAGE_WITH_STATUS_AFTER, owner_id, one_more, 0, status, *after)
+            row = await fetch(queries.WORKFLOW_PAGE_WITH_STATUS_AFTER, owner_id, one_more, 0, status, *after)
+        assert row is not None, "a page statement answers one row, past the end too"
         scope = _list_scope(status)
-        return render_page(rows, limit, offset, partial(self.cursors.encode, owner_id, scope))
+        return render_page(row, limit, offset, partial(self.cursors.encode, owner_id, scope))
 
 
 def _list_scope(status: str | None) -> str:
