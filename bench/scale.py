@@ -370,13 +370,17 @@ async def _answer(size: Size, name: str, api: httpx.AsyncClient) -> None:
 
 
 def _check_alike(sizes: list[Size]) -> None:
-    """Every list read answers full pages with a page after them at both sizes: otherwise a ratio would compare a
-    short answer with a long one (a small list's status page or deep offset holds fewer items, or none)."""
+    check_alike({size.label: size.items for size in sizes}, {size.label: size.answers for size in sizes})
+
+
+def check_alike(items: dict[str, dict[str, tuple[int, bool]]], answers: dict[str, dict[str, str]]) -> None:
+    """Every list read answers a full page with a page after it at every size (`items`: per size, per read, its
+    items and whether a next page follows); otherwise a ratio would compare a short answer with a long one (a small
+    list's status page or deep offset holds fewer items, or none). `answers` words them for the error."""
     for name in SCALE_READS:
-        answers = {size.items.get(name) for size in sizes}
-        full = {None, (PAGE, True)}
-        if len(answers) != 1 or not answers <= full:
-            said = "; ".join(f"{size.label}: {size.answers[name]}" for size in sizes)
+        answered = {by_read.get(name) for by_read in items.values()}
+        if len(answered) != 1 or not answered <= {None, (PAGE, True)}:
+            said = "; ".join(f"{label}: {answers[label].get(name, 'nothing')}" for label in items)
             raise BenchFailed(f"scale: {name} does not answer {PAGE} items and a next page at every size ({said})")
 
 

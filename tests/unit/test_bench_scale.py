@@ -8,8 +8,10 @@ import click
 import pytest
 
 from bench.report import ScenarioResult, judge, scale_ratios
+from bench.scale import check_alike
 from bench.scale_seed import Shape
 from bench.scenarios import GOALS, SCALE_READS, SCALE_WRITES, scale_row, size_label
+from bench.service import BenchFailed
 
 
 def result(name: str, p50_ms: float, p95_ms: float, p95_vs_floor: float = math.nan, errors: int = 0) -> ScenarioResult:
@@ -93,3 +95,24 @@ def test_first_page_at_1m_is_judged_by_its_ratio_and_its_p95(
 def test_a_row_without_a_ms_limit_is_judged_by_its_ratio_alone() -> None:
     [verdict] = judge(GOALS, [result("scale_offset_10000_1m", 50.0, 400.0, 1.1)])
     assert verdict.passed
+
+
+FULL = {"scale_first_page": (50, True), "scale_status_page": (50, True)}
+
+
+def test_list_reads_that_answer_full_pages_with_a_next_page_at_both_sizes_compare() -> None:
+    check_alike({"11k": FULL, "1m": FULL}, {"11k": {}, "1m": {}})
+
+
+@pytest.mark.parametrize(
+    "small",
+    [
+        {**FULL, "scale_status_page": (15, False)},  # a short list's status page
+        {**FULL, "scale_status_page": (0, False)},  # past its end
+        {**FULL, "scale_status_page": (50, False)},  # the last page: one row fewer read, no next_cursor
+    ],
+)
+def test_a_list_read_answering_otherwise_at_one_size_stops_the_run(small: dict[str, tuple[int, bool]]) -> None:
+    answers = {"11k": {"scale_status_page": "15 items and no next page, 19.6 kB"}, "1m": {}}
+    with pytest.raises(BenchFailed, match="scale_status_page does not answer 50 items and a next page"):
+        check_alike({"11k": small, "1m": FULL}, answers)
