@@ -80,8 +80,8 @@ def test_every_scale_row_has_a_goal_against_its_small_twin() -> None:
     ("p95_ms", "p95_vs_floor", "errors", "passed"),
     [
         (19.0, 1.2, 0, True),  # limits are inclusive
-        (19.0, 1.21, 0, False),  # slower than 1.2x its 1k twin
-        (21.0, 1.0, 0, False),  # over 20 ms, however fast the 1k twin
+        (19.0, 1.21, 0, False),  # slower than 1.2x its small twin
+        (21.0, 1.0, 0, False),  # over 20 ms, however fast the small twin
         (19.0, 1.0, 1, False),  # an error fails a verdict
     ],
 )
