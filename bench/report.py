@@ -161,6 +161,8 @@ class ScaleSize(msgspec.Struct):
     """False: the template was already there (seeded `seed_s` at `seeded_at`) and was only copied."""
     seed_s: float
     seeded_at: datetime.datetime
+    upgraded_from: str | None
+    """The template of an earlier schema this one was migrated from, instead of being seeded."""
     copy_s: float
     database_bytes: int
     bytes_per_workflow: float
@@ -493,6 +495,8 @@ def scale_lines(scale: ScaleReport) -> list[str]:
     ]
     for size in scale.sizes:
         seed = f"seeded in {size.seed_s:,.1f} s" if size.seeded_now else f"seeded {size.seeded_at:%Y-%m-%d %H:%M} UTC"
+        if size.upgraded_from:
+            seed += f", migrated from {size.upgraded_from}"
         workflows, indexes, steps, step_indexes = (
             f"{size_bytes / size.workflows:,.0f}"
             for size_bytes in (

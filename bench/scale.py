@@ -185,6 +185,7 @@ def _described(size: Size) -> ScaleSize:
         seeded_now=database.seeded_now,
         seed_s=database.seed_s,
         seeded_at=database.seeded_at,
+        upgraded_from=database.upgraded_from,
         copy_s=database.copy_s,
         database_bytes=database.database_bytes,
         bytes_per_workflow=database.bytes_per_workflow,

@@ -7,8 +7,10 @@ status, and their `doc` computed by the migrations' own document trigger. The re
 steps' refresh of `doc`) and the foreign-key checks are off for the bulk insert (`session_replication_role =
 replica`); the counts are filled with one `GROUP BY` instead, then the whole database is vacuumed and analysed.
 
-The template is named after its size and the Alembic head (`roi_bench_scale_1000000_v0005`), so a schema change seeds
-a new one; its comment records the seed's format and time, so a change of this file's rows reseeds too. A run works
+The template is named after its size and the Alembic head (`roi_bench_scale_1000000_v0005`). After a schema change,
+the newest template of an earlier revision is copied and migrated to the head, as a deployed database would be (seconds
+for a new table, rather than minutes of seeding); with none, a new one is seeded. Its comment records the seed's format
+and time, so a change of this file's rows reseeds. A run works
 on a copy (`CREATE DATABASE ... TEMPLATE`), dropped afterwards; the template stays for the next run.
 """
 
@@ -80,6 +82,8 @@ class Seeded(msgspec.Struct, frozen=True):
     format: int
     seed_s: float
     seeded_at: datetime.datetime
+    upgraded_from: str | None = None
+    """The template this one was migrated from, rather than seeded."""
 
 
 class ScaleDatabase(msgspec.Struct):
@@ -91,6 +95,7 @@ class ScaleDatabase(msgspec.Struct):
     seeded_now: bool
     seed_s: float
     seeded_at: datetime.datetime
+    upgraded_from: str | None
     copy_s: float
     database_bytes: int
     workflow_table_bytes: int
@@ -119,6 +124,16 @@ def template_name(workflows: int, revision: str) -> str:
     return f"roi_bench_scale_{workflows}_v{revision}"
 
 
+def earlier_revisions(database_url: str) -> list[str]:
+    """The head's ancestors, newest first: the revisions whose templates can be migrated to the head."""
+    from alembic.script import ScriptDirectory
+
+    from db.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    return [revision.revision for revision in script.iterate_revisions("heads", "base")][1:]
+
+
 @contextmanager
 def scale_database(server_url: str, workflows: int) -> Iterator[ScaleDatabase]:
     """A copy of the template of `workflows` rows (seeded first if there is none), dropped when the block ends."""
@@ -126,6 +141,8 @@ def scale_database(server_url: str, workflows: int) -> Iterator[ScaleDatabase]:
     template = template_name(workflows, head_revision(server_url))
     seeded_now = False
     seeded = asyncio.run(_seeded(server_url, template))
+    if seeded is None:
+        seeded = _upgraded_template(server_url, workflows, template)
     if seeded is None:
         seeded = _seed_template(server_url, shape, template)
         seeded_now = True
@@ -136,7 +153,9 @@ def scale_database(server_url: str, workflows: int) -> Iterator[ScaleDatabase]:
     url = _database_url(server_url, copy)
     try:
         sizes = asyncio.run(_sizes(url))
-        yield ScaleDatabase(shape, template, url, seeded_now, seeded.seed_s, seeded.seeded_at, copy_s, *sizes)
+        yield ScaleDatabase(
+            shape, template, url, seeded_now, seeded.seed_s, seeded.seeded_at, seeded.upgraded_from, copy_s, *sizes
+        )
     finally:
         asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)'))
 
@@ -183,6 +202,56 @@ async def _seeded(server_url: str, template: str) -> Seeded | None:
         await connection.close()
 
 
+def _upgraded_template(server_url: str, workflows: int, template: str) -> Seeded | None:
+    """The newest template of an earlier revision, copied and migrated to the head; None when there is none."""
+    from db.migrate import upgrade
+
+    for revision in earlier_revisions(server_url):
+        earlier = template_name(workflows, revision)
+        seeded = asyncio.run(_seeded(server_url, earlier))
+        if seeded is None:
+            continue
+        building = f"{template}_building_{secrets.token_hex(4)}"
+        click.echo(f"scale: migrating a copy of {earlier} to {template}", err=True)
+        started = time.perf_counter()
+        asyncio.run(_copy(server_url, earlier, building))
+        try:
+            upgrade(_database_url(server_url, building))
+            asyncio.run(_vacuum(_database_url(server_url, building)))
+            upgraded = msgspec.structs.replace(seeded, upgraded_from=earlier)
+            _publish_template(server_url, building, template, upgraded)
+        finally:
+            asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
+        click.echo(f"scale: migrated {template} in {time.perf_counter() - started:.1f} s", err=True)
+        return upgraded
+    return None
+
+
+async def _vacuum(database_url: str) -> None:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        await connection.execute("VACUUM (ANALYZE)")
+    finally:
+        await connection.close()
+
+
+def _publish_template(server_url: str, building: str, template: str, seeded: Seeded) -> None:
+    """Record the seed in the database's comment and rename it to the template's name, unless a concurrent run
+    published one first."""
+    comment = msgspec.json.encode(seeded).decode().replace("'", "''")
+    asyncio.run(_admin(server_url, f"COMMENT ON DATABASE \"{building}\" IS '{comment}'"))
+    try:
+        asyncio.run(
+            _admin(
+                server_url,
+                f'ALTER DATABASE "{building}" RENAME TO "{template}"',
+                f'ALTER DATABASE "{template}" IS_TEMPLATE true',
+            )
+        )
+    except asyncpg.DuplicateDatabaseError:
+        click.echo(f"scale: another run made {template} meanwhile; using that one", err=True)
+
+
 def _seed_template(server_url: str, shape: Shape, template: str) -> Seeded:
     """Seed under a name of its own, then rename: a seed that fails or is interrupted never leaves a template."""
     from db.migrate import upgrade
@@ -195,18 +264,7 @@ def _seed_template(server_url: str, shape: Shape, template: str) -> Seeded:
         upgrade(_database_url(server_url, building))
         asyncio.run(_seed(_database_url(server_url, building), shape))
         seeded = Seeded(SEED_FORMAT, time.perf_counter() - started, datetime.datetime.now(datetime.UTC))
-        comment = msgspec.json.encode(seeded).decode().replace("'", "''")
-        asyncio.run(_admin(server_url, f"COMMENT ON DATABASE \"{building}\" IS '{comment}'"))
-        try:
-            asyncio.run(
-                _admin(
-                    server_url,
-                    f'ALTER DATABASE "{building}" RENAME TO "{template}"',
-                    f'ALTER DATABASE "{template}" IS_TEMPLATE true',
-                )
-            )
-        except asyncpg.DuplicateDatabaseError:
-            click.echo(f"scale: another run seeded {template} meanwhile; using that one", err=True)
+        _publish_template(server_url, building, template, seeded)
     finally:
         asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)'))
     click.echo(f"scale: seeded {template} in {seeded.seed_s:.1f} s", err=True)
