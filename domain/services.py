@@ -27,8 +27,8 @@ from domain.cache import Cache, CacheOutcome, ignore_outcome
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner
 from domain.uploads.repository import UploadRepository
-from domain.uploads.service import UploadService
 from domain.uploads.s3_storage import S3Storage, open_bucket
+from domain.uploads.service import UploadService
 from domain.uploads.storage import UploadStorage, local_storage
 from domain.workflows.service import WorkflowReader
 from infra.queue import PriorityRedisQueue, create_queue

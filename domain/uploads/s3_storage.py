@@ -22,9 +22,11 @@ aiobotocore, whose multipart calls this design does not need.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime
 import io
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import BinaryIO
@@ -136,37 +138,64 @@ class S3Writer:
 
 
 class ChainReader(io.RawIOBase):
-    """The segments read one after another as one blocking file, each through a buffered ranged reader."""
+    """The segments as one seekable blocking file (the parser reads XLSX at random), each read through a buffered
+    ranged reader: a segment is fetched a block at a time, never whole."""
 
     def __init__(self, store: S3Store, chain: list[tuple[str, int]]) -> None:
         self.store = store
-        self.pending = list(reversed(chain))
+        self.keys = [key for key, _ in chain]
+        self.sizes = [size for _, size in chain]
+        self.starts = list(itertools.accumulate(self.sizes, initial=0))
+        self.size = self.starts[-1]
+        self.position = 0
         self.current: obstore.ReadableFile | None = None
+        self.current_index = -1
 
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self.position = base + offset
+        self._drop_current()
+        return self.position
+
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        while True:
-            if self.current is None:
-                if not self.pending:
-                    return 0
-                key, size = self.pending.pop()
-                with bucket_errors():
-                    self.current = obstore.open_reader(self.store, key, buffer_size=READ_BLOCK_BYTES, size=size)
+        if self.position >= self.size or not len(buffer):
+            return 0
+        if self.current is None:
+            index = bisect.bisect_right(self.starts, self.position) - 1
             with bucket_errors():
-                data = self.current.read(len(buffer))
-            if len(data):
-                view = memoryview(buffer)
-                view[: len(data)] = memoryview(data)
-                return len(data)
+                self.current = obstore.open_reader(
+                    self.store, self.keys[index], buffer_size=READ_BLOCK_BYTES, size=self.sizes[index]
+                )
+                self.current.seek(self.position - self.starts[index])
+            self.current_index = index
+        with bucket_errors():
+            data = self.current.read(min(len(buffer), self.starts[self.current_index + 1] - self.position))
+        if not len(data):
+            raise OSError(f"segment {self.keys[self.current_index]} ends early")
+        memoryview(buffer)[: len(data)] = memoryview(data)
+        self.position += len(data)
+        if self.position >= self.starts[self.current_index + 1]:
+            self._drop_current()
+        return len(data)
+
+    def _drop_current(self) -> None:
+        if self.current is not None:
             self.current.close()
             self.current = None
 
     def close(self) -> None:
-        if self.current is not None:
-            self.current.close()
-            self.current = None
+        self._drop_current()
         super().close()
 
 
