@@ -29,13 +29,16 @@ import io
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import obstore
 from obstore.exceptions import BaseError
 from obstore.store import S3Store
 
 from domain.uploads.storage import READ_BLOCK_BYTES, BytesElsewhere, StoreUnavailable
+
+if TYPE_CHECKING:
+    from obstore.store import RetryConfig
 
 SEGMENT_BYTES = 8 << 20
 """The most a writer buffers before putting a segment: the memory one PATCH holds, whatever the upload's size."""
@@ -54,7 +57,7 @@ def parse_store_url(url: str) -> tuple[str, str]:
 def open_bucket(url: str) -> S3Store:
     """The bucket, configured from the standard AWS_* variables (endpoint, keys, region, AWS_ALLOW_HTTP)."""
     bucket, prefix = parse_store_url(url)
-    retry = {"max_retries": 3, "backoff": {}, "retry_timeout": datetime.timedelta(seconds=BUCKET_RETRY_S)}
+    retry: RetryConfig = {"max_retries": 3, "retry_timeout": datetime.timedelta(seconds=BUCKET_RETRY_S)}
     return S3Store(bucket, prefix=prefix or None, virtual_hosted_style_request=False, retry_config=retry)
 
 
@@ -230,7 +233,7 @@ class S3Storage:
         chain, _ = _chain(_segments(metas))
         if not chain:
             raise FileNotFoundError(f"no stored bytes for upload {upload_id}")
-        return io.BufferedReader(ChainReader(self.store, chain), READ_BLOCK_BYTES)  # type: ignore[return-value]
+        return io.BufferedReader(ChainReader(self.store, chain), READ_BLOCK_BYTES)
 
     async def chunks(self, upload_id: uuid.UUID, length: int) -> AsyncIterator[bytes]:
         chain, reached = _chain(await self._listed(upload_id), length)
