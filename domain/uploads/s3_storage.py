@@ -38,6 +38,7 @@ from obstore.store import S3Store
 from domain.uploads.storage import READ_BLOCK_BYTES, BytesElsewhere, StoreUnavailable
 
 if TYPE_CHECKING:
+    from obstore import BytesStream, GetOptions
     from obstore.store import RetryConfig
 
 SEGMENT_BYTES = 8 << 20
@@ -141,18 +142,18 @@ class S3Writer:
 
 
 class ChainReader(io.RawIOBase):
-    """The segments as one seekable blocking file (the parser reads XLSX at random), each read through a buffered
-    ranged reader: a segment is fetched a block at a time, never whole."""
+    """The segments as one seekable blocking file (the parser reads XLSX at random). Each segment is one streamed
+    `GET` from the position on, a block at a time, never whole; a seek drops the stream, and the next read starts
+    a ranged one. (obstore's buffered reader makes a ranged request per block instead: 2-3 times slower here.)"""
 
     def __init__(self, store: S3Store, chain: list[tuple[str, int]]) -> None:
         self.store = store
         self.keys = [key for key, _ in chain]
-        self.sizes = [size for _, size in chain]
-        self.starts = list(itertools.accumulate(self.sizes, initial=0))
+        self.starts = list(itertools.accumulate((size for _, size in chain), initial=0))
         self.size = self.starts[-1]
         self.position = 0
-        self.current: obstore.ReadableFile | None = None
-        self.current_index = -1
+        self.stream: BytesStream | None = None
+        self.block = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -167,39 +168,38 @@ class ChainReader(io.RawIOBase):
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
         if base + offset < 0:
             raise ValueError("negative seek position")
-        self.position = base + offset
-        self._drop_current()
+        if base + offset != self.position:
+            self.position = base + offset
+            self.stream, self.block = None, memoryview(b"")
         return self.position
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         if self.position >= self.size or not len(buffer):
             return 0
-        if self.current is None:
-            index = bisect.bisect_right(self.starts, self.position) - 1
+        while not self.block:
+            if self.stream is None:
+                self.stream = self._open_at(self.position)
             with bucket_errors():
-                self.current = obstore.open_reader(
-                    self.store, self.keys[index], buffer_size=READ_BLOCK_BYTES, size=self.sizes[index]
-                )
-                self.current.seek(self.position - self.starts[index])
-            self.current_index = index
+                block = next(self.stream, None)
+            if block is None:
+                self.stream = None
+                if self.position in self.starts:
+                    continue  # the segment ended where the next begins
+                raise OSError(f"a segment of the upload ends before {self.position}")
+            self.block = memoryview(block).cast("B")
+        count = min(len(buffer), len(self.block))
+        memoryview(buffer)[:count] = self.block[:count]
+        self.block = self.block[count:]
+        self.position += count
+        return count
+
+    def _open_at(self, position: int) -> BytesStream:
+        index = bisect.bisect_right(self.starts, position) - 1
+        inside = position - self.starts[index]
+        options: GetOptions = {"range": {"offset": inside}} if inside else {}
         with bucket_errors():
-            data = self.current.read(min(len(buffer), self.starts[self.current_index + 1] - self.position))
-        if not len(data):
-            raise OSError(f"segment {self.keys[self.current_index]} ends early")
-        memoryview(buffer)[: len(data)] = memoryview(data)
-        self.position += len(data)
-        if self.position >= self.starts[self.current_index + 1]:
-            self._drop_current()
-        return len(data)
-
-    def _drop_current(self) -> None:
-        if self.current is not None:
-            self.current.close()
-            self.current = None
-
-    def close(self) -> None:
-        self._drop_current()
-        super().close()
+            result = obstore.get(self.store, self.keys[index], options=options)
+        return result.stream(min_chunk_size=READ_BLOCK_BYTES)
 
 
 class S3Storage:
