@@ -2,11 +2,11 @@
 
 Each upload lives under `PREFIX/<upload id>/` as segments named by the offset they start at (zero-padded, so that
 names sort as offsets): `…/00000000000000000000`, `…/00000000000005242880`, … A segment is one single-request `PUT`
-of at most `SEGMENT_BYTES`, put when a PATCH ends, when the service records its offset mid-request, or when the
-buffer fills; so an object exists whole or not at all, and the offset of record (PostgreSQL) only ever moves to the
-end of a segment. Reading walks the chain from offset 0, each segment starting where the previous one ended: a
-hole cannot be read past, and a writer refuses to start unless the chain reaches exactly the offset of record.
-Segments past the offset of record (a request that failed after putting them) are deleted before anything is
+of what a PATCH buffered: put when the PATCH ends, when the service records its offset mid-request, or once the
+buffer reaches `SEGMENT_BYTES`; so an object exists whole or not at all, and the offset of record (PostgreSQL) only
+ever moves to the end of a segment. Reading walks the chain from offset 0, each segment starting where the previous
+one ended: a hole cannot be read past, and a writer refuses to start unless the chain reaches exactly the offset of
+record. Segments past the offset of record (a request that failed after putting them) are deleted before anything is
 appended, as the file store truncates.
 
 Why segments rather than one multipart upload, as tusd's S3 store does: tusd must keep an "incomplete part" object
@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from obstore.store import RetryConfig
 
 SEGMENT_BYTES = 8 << 20
-"""The most a writer buffers before putting a segment: the memory one PATCH holds, whatever the upload's size."""
+"""A writer puts its buffer as a segment once it holds this much: the memory one PATCH holds (twice that while the
+buffer is joined for the PUT), whatever the upload's size. A 1 GiB PATCH kept an API process within 176 MiB RSS."""
 
 OFFSET_DIGITS = 20
 BUCKET_RETRY_S = 10
