@@ -9,15 +9,17 @@ one ended: a hole cannot be read past, and a writer refuses to start unless the 
 record. Segments past the offset of record (a request that failed after putting them) are deleted before anything is
 appended, as the file store truncates.
 
-Why segments rather than one multipart upload, as tusd's S3 store does: tusd must keep an "incomplete part" object
-for remainders under 5 MiB, find the multipart upload again on every request (ListParts), and abort abandoned
-multipart uploads, whose parts are invisible and billed until then. A chain of plain objects needs none of that:
-there is no multipart state for a crashed host to abandon (deleting the prefix removes everything), chunks of any
-size work, and every host sees the same bytes, so a PATCH may go to any of them. The cost, a few more objects to
-read back, is a `GET` per segment, streamed. Measured on SeaweedFS on this machine (10 MiB): two 5 MiB `PUT`s
-0.10-0.12 s, one 5 MiB-part multipart upload 0.09-0.11 s; so nothing is lost by not using multipart, and the
-client can be `obstore` (Rust, async, streaming, with a synchronous reader for the parser's thread) rather than
-aiobotocore, whose multipart calls this design does not need.
+Why segments rather than one multipart upload, as tusd's S3 store does (pkg/s3store: a multipart upload created
+with the upload, each PATCH spooled to temporary files and sent as parts of at least 5 MiB, a smaller remainder kept
+as an "incomplete part" object that the next PATCH downloads, deletes and prepends, the offset derived from
+ListParts, the multipart upload aborted on termination): that needs the multipart id kept across requests and
+hosts, a ListParts per request, and abandoned multipart uploads aborted, their parts invisible until then. A chain of
+plain objects needs none of that: there is no multipart state for a crashed host to abandon (deleting the prefix
+removes everything), chunks of any size work, and every host sees the same bytes, so a PATCH may go to any of them.
+The cost, a few more objects to read back, is a `GET` per segment, streamed. Measured on SeaweedFS on this machine
+(10 MiB): two 5 MiB `PUT`s 0.10-0.12 s, one multipart upload in 5 MiB parts 0.09-0.11 s; so nothing is lost by not
+using multipart, and the client can be `obstore` (Rust, async, streaming, with synchronous calls for the parser's
+thread) rather than aiobotocore, whose multipart calls this design does not need.
 """
 
 from __future__ import annotations
