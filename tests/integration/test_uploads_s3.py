@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -11,11 +12,13 @@ import msgspec
 import obstore
 import pytest
 from litestar.testing import AsyncTestClient
+from obstore.store import S3Store
 
 from app.asgi import create_app
-from domain.uploads.s3_storage import SEGMENT_BYTES, open_bucket
+from domain.uploads.s3_storage import SEGMENT_BYTES, S3Storage, open_bucket, parse_store_url
 from infra.settings import Settings
 from testkit.ledgers import csv_ledger_bytes
+from tests.integration.redis_support import free_port
 from tests.integration.support import Account
 from tests.integration.upload_support import append, checksum, create_upload, offset_of, stored_bytes
 
@@ -106,3 +109,27 @@ async def test_a_hole_in_the_bucket_is_refused_not_written_after(
     assert "0 of the upload's first 10 bytes" in refused.json()["detail"]
     assert await offset_of(s3_client, alice, location) == 10
     assert await objects_of(s3_store, location) == {}
+
+
+async def test_a_bucket_that_does_not_answer_is_503_and_the_offset_stays(
+    s3_client: AsyncTestClient, alice: Account, s3_store: str
+) -> None:
+    location = await create_upload(s3_client, alice, 30)
+    assert (await append(s3_client, alice, location, 0, b"a" * 10)).status_code == 204
+    bucket, prefix = parse_store_url(s3_store)
+    unreachable = S3Store(
+        bucket,
+        prefix=prefix,
+        endpoint=f"http://127.0.0.1:{free_port()}",
+        virtual_hosted_style_request=False,
+        retry_config={"max_retries": 1, "retry_timeout": datetime.timedelta(seconds=2)},
+    )
+    service = s3_client.app.state.services.uploads
+    service.storage = S3Storage(unreachable)
+
+    refused = await append(s3_client, alice, location, 10, b"b" * 5)
+
+    assert refused.status_code == 503
+    assert "UPLOAD_STORE" in refused.json()["detail"]
+    assert await offset_of(s3_client, alice, location) == 10
+    assert await objects_of(s3_store, location) == {f"{0:020d}": 10}
