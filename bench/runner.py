@@ -40,6 +40,7 @@ from bench.scenarios import (
     SCENARIOS,
     SERVICES,
     UPLOADS,
+    UPLOADS_S3,
     WS,
     Scenario,
     Target,
@@ -115,6 +116,12 @@ def run_bench(
 
             upload_results, notes = uvloop.run(measure_uploads(deployed, environment, settings, quick, floor))
             results += upload_results
+        if UPLOADS_S3 in others:
+            from bench.uploads_s3 import measure_s3_uploads
+
+            s3_results, s3_notes = uvloop.run(measure_s3_uploads(environment, settings, quick, floor))
+            results += s3_results
+            notes += s3_notes
         if MIXED in others:
             from bench.mixed import measure_mixed
 
@@ -174,7 +181,7 @@ def _start_servers(
     return servers
 
 
-OTHERS = (JOBS, WS, UPLOADS, MIXED)
+OTHERS = (JOBS, WS, UPLOADS, UPLOADS_S3, MIXED)
 """What is measured otherwise than by repeating one HTTP request, after the HTTP scenarios, in this order; then
 SCALE, only when named."""
 

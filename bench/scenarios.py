@@ -140,6 +140,16 @@ UPLOAD_ROWS = (
     "upload_to_ready",
 )
 
+UPLOADS_S3 = "uploads_s3"
+"""The upload rows with UPLOAD_STORE=s3://… on a SeaweedFS the bench starts (bench/uploads_s3.py), beside
+SeaweedFS's own multipart upload of the same bytes, the floor of their ratios."""
+UPLOAD_S3_ROWS = (
+    "upload_s3_floor_multipart",
+    "upload_s3_5mb_chunks",
+    "upload_s3_1mb_chunks",
+    "upload_s3_to_ready",
+)
+
 MIXED = "mixed"
 """Many users at once for minutes (bench/mixed.py): listing, polling, running, uploading, subscribed; a row per
 kind of request, and for what the API answers asynchronously (the upload's parse, a job's start, an event)."""
@@ -234,6 +244,22 @@ GOALS = (
         max_p50_ms=3000.0,
         floor=UPLOAD_ROWS[0],
     ),
+    Goal(
+        issue=14,
+        scenario=UPLOAD_S3_ROWS[1],
+        min_floor_ratio=0.25,
+        max_p95_ms=math.inf,
+        max_p50_ms=150.0,
+        floor=UPLOAD_S3_ROWS[0],
+    ),
+    Goal(
+        issue=14,
+        scenario=UPLOAD_S3_ROWS[3],
+        min_floor_ratio=0.0,
+        max_p95_ms=math.inf,
+        max_p50_ms=1000.0,
+        floor=UPLOAD_S3_ROWS[0],
+    ),
     *(
         Goal(
             issue=13,
@@ -254,6 +280,6 @@ GOALS = (
 BRIEF = (
     BriefTarget("API call", 200.0, (*(name for name in SCENARIOS if name != FLOOR), *MIXED_API_ROWS, *SCALE_ROWS)),
     BriefTarget("WebSocket delivery", 50.0, ("ws_latency_100", "ws_latency_1000", MIXED_WS)),
-    BriefTarget("upload", 5000.0, (UPLOAD_ROWS[1], UPLOAD_ROWS[3], MIXED_UPLOAD)),
+    BriefTarget("upload", 5000.0, (UPLOAD_ROWS[1], UPLOAD_ROWS[3], UPLOAD_S3_ROWS[1], UPLOAD_S3_ROWS[2], MIXED_UPLOAD)),
     BriefTarget("job start", 100.0, (JOB_ROWS[0], JOB_ROWS[1], MIXED_JOB_START)),
 )

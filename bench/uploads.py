@@ -122,7 +122,7 @@ async def measure_uploads(
                 for round_number in range(1, settings.rounds + 1):
                     for name, upload in rows.items():
                         host = upload_floor if name.startswith("upload_floor") else server
-                        phase = await _upload_phase(name, upload, host, plan.uploads)
+                        phase = await _upload_phase(name, upload, host.cpu_s, plan.uploads)
                         rounds[name].append(phase)
                         _echo_round(round_number, settings.rounds, name, phase)
                     with workers.running(1):
@@ -201,12 +201,14 @@ def _expect(answer: Answer, status: int, what: str) -> Answer:
     return answer
 
 
-async def _upload_phase(name: str, upload: Callable[[], Awaitable[float]], server: Server, uploads: int) -> Phase:
+async def _upload_phase(
+    name: str, upload: Callable[[], Awaitable[float]], server_cpu_s: Callable[[], float], uploads: int
+) -> Phase:
     """A warm-up upload, then `uploads` of them one after the other; CPU read between them, outside the timing."""
     phase = Phase()
     failures: list[str] = []
     for number in range(uploads + 1):
-        server_before, client_before = server.cpu_s(), time.process_time()
+        server_before, client_before = server_cpu_s(), time.process_time()
         try:
             seconds = await upload()
         except UploadFailed as error:
@@ -216,7 +218,7 @@ async def _upload_phase(name: str, upload: Callable[[], Awaitable[float]], serve
         if number:
             phase.latencies_ms.append(seconds * 1000)
             phase.elapsed_s += seconds
-            phase.server_cpu_s += server.cpu_s() - server_before
+            phase.server_cpu_s += server_cpu_s() - server_before
             phase.client_cpu_s += time.process_time() - client_before
     _fail_if_none(name, phase, failures)
     return phase

@@ -27,6 +27,7 @@ from domain.cache import Cache, CacheOutcome, ignore_outcome
 from domain.events.bus import EventBus
 from domain.pagination import CursorSigner
 from domain.uploads.repository import UploadRepository
+from domain.uploads.s3_storage import S3Storage, open_bucket
 from domain.uploads.service import UploadService
 from domain.uploads.storage import UploadStorage, local_storage
 from domain.workflows.service import WorkflowReader
@@ -39,6 +40,12 @@ WORKER_REDIS_CONNECTIONS = 32
 CLOSE_TIMEOUT_S = 5.0
 
 logger = logging.getLogger("roi.services")
+
+
+def upload_storage(settings: Settings) -> UploadStorage:
+    if settings.upload_store.startswith("s3://"):
+        return S3Storage(open_bucket(settings.upload_store))
+    return local_storage(settings.roi_data_dir)
 
 
 @dataclass
@@ -64,7 +71,7 @@ class Services:
             cache=Cache(redis, settings.redis_namespace),
             events=_events(settings, redis),
             queue=create_queue(redis_url, settings.redis_namespace),
-            storage=local_storage(settings.roi_data_dir),
+            storage=upload_storage(settings),
         )
 
     async def close(self) -> None:
@@ -107,7 +114,7 @@ class ApiServices(Services):
         events = _events(settings, redis)
         queue = create_queue(redis_url, settings.redis_namespace)
         cursors = CursorSigner(settings.secret_key)
-        storage = local_storage(settings.roi_data_dir)
+        storage = upload_storage(settings)
         uploads = UploadService(
             UploadRepository(asyncpg_pool, upload_lease_s(settings), settings.upload_expiry_s),
             storage,

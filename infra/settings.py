@@ -54,6 +54,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Comma-separated origins allowed to call the API from a browser; empty (the default) turns CORS off."""
     max_json_body_bytes: PositiveInt = 4 << 20
 
+    upload_store: Annotated[str, msgspec.Meta(pattern=r"^(file|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)$")] = "file"
+    """`file` (ROI_DATA_DIR/uploads, one host) or `s3://BUCKET[/PREFIX]`, shared by every host (AWS_* variables)."""
     tus_max_size: PositiveInt = 1 << 30
     upload_expiry_s: PositiveInt = 86_400
     upload_idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0

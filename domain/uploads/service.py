@@ -30,7 +30,7 @@ from domain.pagination import CursorSigner, check_page_request, render_page
 from domain.uploads import queries, tus
 from domain.uploads.notifier import ProgressPacer, RecordPacer, UploadNotifier
 from domain.uploads.repository import Lease, Released, UploadRepository
-from domain.uploads.storage import BytesElsewhere, UploadStorage
+from domain.uploads.storage import BytesElsewhere, StoreUnavailable, UploadStorage, UploadWriter
 from infra.jobs import JobQueue, enqueue_upload_parse
 from infra.redis import REDIS_FAILURES
 
@@ -87,7 +87,17 @@ def _storage_failure(error: OSError) -> Exception:
     """A full disk is the server's condition, not the client's fault: 507, and the upload resumes later."""
     if error.errno in NO_SPACE:
         return InsufficientStorage("no room to store this upload now; nothing was kept, retry later")
+    if isinstance(error, StoreUnavailable):
+        return Unavailable(f"UPLOAD_STORE failed: {error}; nothing past the offset was kept, retry later")
     return error
+
+
+async def _discard(writer: UploadWriter) -> None:
+    """Best effort: what is left past the offset of record is cut by the next writer or deleted with the upload."""
+    try:
+        await writer.discard()
+    except OSError:
+        logger.warning("could not discard the bytes of a failed append; the next append cuts them", exc_info=True)
 
 
 class UploadService:
@@ -152,11 +162,7 @@ class UploadService:
             writer = await self.storage.writer(upload_id, offset)
         except BytesElsewhere as error:
             await self.repository.release(lease, offset)
-            raise Unavailable(
-                f"this host cannot append at {offset}: {error}, and UPLOAD_STORE=file keeps an upload's bytes on the"
-                " host that received them. Send the upload's requests to one host, or give every host one shared"
-                " UPLOAD_STORE (s3://bucket)"
-            ) from error
+            raise Unavailable(f"this host cannot append at {offset}: {error}{error.hint}") from error
         except OSError as error:
             await self.repository.release(lease, offset)
             raise _storage_failure(error) from error
@@ -188,18 +194,27 @@ class UploadService:
                     await writer.sync()
             except OSError:
                 kept = offset
+            try:
+                if kept == offset:
+                    await _discard(writer)
             finally:
                 await writer.close()
             await self._release(lease, kept, notifier)
             raise
         except BaseException as error:
-            await writer.close()
+            try:
+                await _discard(writer)
+            finally:
+                await writer.close()
             await self._release(lease, offset, notifier)
             if isinstance(error, OSError):
                 raise _storage_failure(error) from error
             raise
         if hasher is not None and checksum is not None and hasher.digest() != checksum.digest:
-            await writer.close()
+            try:
+                await _discard(writer)
+            finally:
+                await writer.close()
             await self._release(lease, offset, notifier)
             raise tus.ChecksumMismatch(f"Upload-Checksum: the {checksum.algorithm} of the body does not match")
         try:

@@ -6,8 +6,7 @@ process) are dropped before anything is appended. The other way round, the offse
 are not durable: a writer is synced before the offset moves over what it wrote, so not even a machine that loses
 power can leave PostgreSQL promising bytes the disk does not have.
 
-Several hosts would need a shared store: an S3-compatible bucket through `obstore` (async, streaming multipart
-uploads: one part per chunk, completed when the upload is) would implement the same three methods.
+Several hosts share a bucket instead (`s3_storage`): the same interface, with the same two rules.
 """
 
 from __future__ import annotations
@@ -23,7 +22,21 @@ READ_BLOCK_BYTES = 1 << 20
 
 
 class BytesElsewhere(Exception):
-    """This host does not hold the upload's bytes before the offset of record: another host received them."""
+    """This host cannot reach the upload's bytes before the offset of record (another host received them)."""
+
+    hint = ""
+    """What the operator can do about it, for the error the client reads."""
+
+
+class OnAnotherHost(BytesElsewhere):
+    hint = (
+        ", and UPLOAD_STORE=file keeps an upload's bytes on the host that received them. Send the upload's requests"
+        " to one host, or give every host one shared UPLOAD_STORE (s3://bucket)"
+    )
+
+
+class StoreUnavailable(OSError):
+    """The shared store failed or did not answer: nothing of the request is acknowledged, the client retries."""
 
 
 class UploadWriter(Protocol):
@@ -31,6 +44,10 @@ class UploadWriter(Protocol):
 
     async def sync(self) -> None:
         """Make everything written so far durable; called before the offset of record moves over it."""
+        ...
+
+    async def discard(self) -> None:
+        """Drop everything this writer wrote (a checksum that did not match, a body that failed)."""
         ...
 
     async def close(self) -> None: ...
@@ -57,8 +74,9 @@ class LocalFileWriter:
     """Writes go to the page cache: microseconds per chunk, so they are made on the loop rather than in threads.
     Syncing waits for the disk, so it runs in a thread; a new file's directory entry is synced with it once."""
 
-    def __init__(self, fd: int, new_in: Path | None = None) -> None:
+    def __init__(self, fd: int, start: int, new_in: Path | None = None) -> None:
         self.fd = fd
+        self.start = start
         self._new_in = new_in
         self._unsynced = False
 
@@ -83,6 +101,9 @@ class LocalFileWriter:
                 os.close(directory)
             self._new_in = None
 
+    async def discard(self) -> None:
+        os.ftruncate(self.fd, self.start)
+
     async def close(self) -> None:
         os.close(self.fd)
 
@@ -106,7 +127,7 @@ class LocalStorage:
         try:
             stored = os.fstat(fd).st_size
             if stored < offset:
-                raise BytesElsewhere(f"{stored} of the upload's first {offset} bytes are stored on this host")
+                raise OnAnotherHost(f"{stored} of the upload's first {offset} bytes are stored on this host")
             os.ftruncate(fd, offset)
             os.lseek(fd, offset, os.SEEK_SET)
         except BaseException:
@@ -114,7 +135,7 @@ class LocalStorage:
             if created:
                 path.unlink(missing_ok=True)
             raise
-        return LocalFileWriter(fd, new_in=self.directory if created else None)
+        return LocalFileWriter(fd, offset, new_in=self.directory if created else None)
 
     def reader(self, upload_id: uuid.UUID) -> BinaryIO:
         return self.path(upload_id).open("rb")

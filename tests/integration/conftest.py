@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
@@ -20,6 +21,7 @@ from db.migrate import upgrade
 from db.pools import asyncpg_dsn
 from infra.queue import PriorityRedisQueue, create_queue
 from infra.settings import Settings
+from testkit.seaweedfs import SeaweedFS, start_seaweedfs
 from tests.integration.queue_support import forget_queue, queue_name
 from tests.integration.redis_support import OwnRedis
 from tests.integration.support import Account, sign_up
@@ -53,6 +55,43 @@ def service_urls() -> Iterator[ServiceURLs]:
         for server in started:
             server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+TEST_BUCKET = "roi-test"
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedFS]:
+    """A real S3-compatible server for this run, its bucket made, the AWS_* variables pointing at it meanwhile."""
+    data_dir = Path(tempfile.mkdtemp(prefix="roi-test-seaweedfs-"))
+    server = start_seaweedfs(data_dir)
+    saved = {name: os.environ.get(name) for name in server.environment()}
+    try:
+        server.create_bucket(TEST_BUCKET)
+        os.environ.update(server.environment())
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_store(seaweedfs: SeaweedFS) -> str:
+    """An UPLOAD_STORE of this run's own: a prefix in the test bucket."""
+    return f"s3://{TEST_BUCKET}/run-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def s3_client(settings: Settings, s3_store: str) -> AsyncIterator[AsyncTestClient]:
+    """The app with UPLOAD_STORE in the bucket."""
+    app = create_app(msgspec.structs.replace(settings, upload_store=s3_store))
+    async with AsyncTestClient(app) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Uploads on a real Granian: a stock tus client, concurrent and broken requests, live progress, the parse job,
-and a workflow run from the parsed file."""
+and a workflow run from the parsed file; each with the `file` store and with the S3 one (SeaweedFS)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import numpy_financial as npf
 import pytest
 from litestar.testing import AsyncTestClient
@@ -24,7 +25,7 @@ from infra.settings import Settings
 from testkit.ledgers import csv_ledger_bytes, write_xlsx_ledger
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.support import Account
-from tests.integration.upload_support import append, create_upload, offset_of, stored_file, upload_view
+from tests.integration.upload_support import append, create_upload, offset_of, stored_bytes, upload_view
 from tests.integration.ws_support import LiveServer, connected, events_until, live_server, receive, subscribe
 
 CHUNK = 64 * 1024
@@ -35,9 +36,16 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("uploads-live")
 
 
+@pytest.fixture(scope="module", params=["file", "s3"])
+def store_settings(request: pytest.FixtureRequest, settings: Settings, work_dir: Path) -> Settings:
+    """The run's settings with this module's data dir, and UPLOAD_STORE the parameter names."""
+    store = request.getfixturevalue("s3_store") if request.param == "s3" else "file"
+    return msgspec.structs.replace(settings, roi_data_dir=work_dir, upload_store=store)
+
+
 @pytest.fixture(scope="module")
-def server(settings: Settings, work_dir: Path) -> Iterator[LiveServer]:
-    with live_server(settings, work_dir, workers=2) as running:
+def server(store_settings: Settings, work_dir: Path) -> Iterator[LiveServer]:
+    with live_server(store_settings, work_dir, workers=2, UPLOAD_STORE=store_settings.upload_store) as running:
         yield running
 
 
@@ -64,7 +72,7 @@ async def wait_for_upload(api: httpx.AsyncClient, account: Account, location: st
 
 
 async def test_tuspy_uploads_in_chunks_resumes_after_an_interruption_and_the_bytes_match(
-    client: AsyncTestClient, alice: Account, server: LiveServer, work_dir: Path
+    client: AsyncTestClient, alice: Account, server: LiveServer, store_settings: Settings
 ) -> None:
     data, _ = csv_ledger_bytes(20_000)
     headers = {"Authorization": f"Bearer {token_of(alice)}"}
@@ -90,13 +98,14 @@ async def test_tuspy_uploads_in_chunks_resumes_after_an_interruption_and_the_byt
         return resumed_from
 
     assert await asyncio.to_thread(resumed_session) == 3 * CHUNK
-    assert hashlib.sha256(stored_file(work_dir, location).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    stored = await stored_bytes(store_settings, location) or b""
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
     view = await upload_view(client, alice, location)
     assert (view["filename"], view["size"], view["offset"]) == ("ledger.csv", len(data), len(data))
 
 
 async def test_of_two_concurrent_patches_one_wins_and_the_other_is_423(
-    api: httpx.AsyncClient, alice: Account, work_dir: Path, db: asyncpg.Pool
+    api: httpx.AsyncClient, alice: Account, store_settings: Settings, db: asyncpg.Pool
 ) -> None:
     first_part, second_part = b"a" * 50_000, b"b" * 50_000
     location = await create_upload(api, alice, 200_000)
@@ -119,11 +128,11 @@ async def test_of_two_concurrent_patches_one_wins_and_the_other_is_423(
     won = await winner
     assert (won.status_code, won.headers["upload-offset"]) == (204, str(len(first_part) + len(second_part)))
     assert await offset_of(api, alice, location) == len(first_part) + len(second_part)
-    assert stored_file(work_dir, location).read_bytes() == first_part + second_part
+    assert (await stored_bytes(store_settings, location) or b"") == first_part + second_part
 
 
 async def test_a_chunked_body_that_passes_the_length_is_413_and_the_offset_stays(
-    api: httpx.AsyncClient, alice: Account, work_dir: Path
+    api: httpx.AsyncClient, alice: Account, store_settings: Settings
 ) -> None:
     location = await create_upload(api, alice, 10)
 
@@ -135,7 +144,7 @@ async def test_a_chunked_body_that_passes_the_length_is_413_and_the_offset_stays
     assert answer.status_code == 413
     assert await offset_of(api, alice, location) == 0
     assert (await append(api, alice, location, 0, b"0123456789")).status_code == 204
-    assert stored_file(work_dir, location).read_bytes() == b"0123456789"
+    assert (await stored_bytes(store_settings, location) or b"") == b"0123456789"
 
 
 @pytest.mark.parametrize(("checksum", "kept"), [(None, 40_000), ("sha256 " + "A" * 43 + "=", 0)])
@@ -177,14 +186,14 @@ def _leased(db: asyncpg.Pool, location: str) -> Callable[[], Awaitable[bool]]:
 
 
 async def test_progress_and_status_events_reach_subscribers_and_the_file_is_parsed(
-    api: httpx.AsyncClient, alice: Account, server: LiveServer, settings: Settings, work_dir: Path
+    api: httpx.AsyncClient, alice: Account, server: LiveServer, store_settings: Settings
 ) -> None:
     data, flows = csv_ledger_bytes(30_000)
     location = await create_upload(api, alice, len(data))
     upload_id = location.rsplit("/", 1)[-1]
     async with (
         connected(server.url(token_of(alice))) as ws,
-        running_worker(worker_config(settings, data_dir=work_dir)),
+        running_worker(worker_config(store_settings)),
     ):
         await subscribe(ws, f"upload:{upload_id}")
         await subscribe(ws, f"user:{alice.id}")
@@ -205,7 +214,7 @@ async def test_progress_and_status_events_reach_subscribers_and_the_file_is_pars
 
 
 async def test_a_workflow_made_from_a_ready_upload_analyses_its_cash_flows(
-    api: httpx.AsyncClient, alice: Account, bob: Account, settings: Settings, work_dir: Path
+    api: httpx.AsyncClient, alice: Account, bob: Account, store_settings: Settings
 ) -> None:
     data = b"date,period,cash_flow,memo\n" + b"".join(
         f"2026-01-0{1 + row % 9},{row % 4},{flow},entry {row}\n".encode()
@@ -215,7 +224,7 @@ async def test_a_workflow_made_from_a_ready_upload_analyses_its_cash_flows(
     location = await create_upload(api, alice, len(data))
     upload_id = location.rsplit("/", 1)[-1]
     body = {"name": "From a ledger", "upload_id": upload_id, "parameters": {"discount_rate": 0.1}}
-    async with running_worker(worker_config(settings, data_dir=work_dir)):
+    async with running_worker(worker_config(store_settings)):
         not_yet = await api.post("/api/workflows", json=body, headers=alice.headers)
         assert not_yet.status_code == 400
         assert "upload_id" in not_yet.json()["detail"]
@@ -252,10 +261,10 @@ BAD_FILES = [
 
 @pytest.mark.parametrize(("content", "named"), BAD_FILES, ids=lambda value: str(value)[:20])
 async def test_a_bad_file_ends_failed_with_an_error_naming_the_problem(
-    api: httpx.AsyncClient, alice: Account, settings: Settings, work_dir: Path, content: bytes, named: str
+    api: httpx.AsyncClient, alice: Account, store_settings: Settings, content: bytes, named: str
 ) -> None:
     location = await create_upload(api, alice, len(content))
-    async with running_worker(worker_config(settings, data_dir=work_dir)):
+    async with running_worker(worker_config(store_settings)):
         if content:
             assert (await append(api, alice, location, 0, content)).status_code == 204
         view = await wait_for_upload(api, alice, location, "ready", "failed")
@@ -278,13 +287,13 @@ async def test_another_users_upload_channel_is_forbidden(
 
 
 async def test_an_xlsx_ledger_is_parsed_like_a_csv_one(
-    api: httpx.AsyncClient, alice: Account, settings: Settings, work_dir: Path, tmp_path: Path
+    api: httpx.AsyncClient, alice: Account, store_settings: Settings, tmp_path: Path
 ) -> None:
     workbook = tmp_path / "ledger.xlsx"
     flows = write_xlsx_ledger(workbook, 2_000, periods=24)
     data = workbook.read_bytes()
     location = await create_upload(api, alice, len(data))
-    async with running_worker(worker_config(settings, data_dir=work_dir)):
+    async with running_worker(worker_config(store_settings)):
         assert (await append(api, alice, location, 0, data)).status_code == 204
         view = await wait_for_upload(api, alice, location, "ready", "failed")
     assert (view["status"], view["rows"], view["periods"]) == ("ready", 2_000, len(flows))

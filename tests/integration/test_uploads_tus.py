@@ -6,6 +6,7 @@ import datetime
 import email.utils
 import os
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -17,8 +18,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.asgi import create_app
 from domain.events.bus import EventBus
+from domain.services import upload_storage
 from domain.uploads.processing import expire_uploads
-from domain.uploads.storage import LocalFileWriter, LocalStorage, local_storage
+from domain.uploads.storage import LocalFileWriter, LocalStorage
 from infra.settings import Settings
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.redis_support import free_port
@@ -31,11 +33,26 @@ from tests.integration.upload_support import (
     create_upload,
     metadata,
     offset_of,
+    stored_bytes,
     stored_file,
     upload_view,
 )
 
 LEDGER = b"period,cash_flow\n0,-1000\n1,600\n2,700\n"
+
+
+@pytest.fixture(params=["file", "s3"])
+def store_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    """The run's settings with UPLOAD_STORE the parameter names: the tus rules hold whatever the store."""
+    if request.param == "file":
+        return settings
+    return msgspec.structs.replace(settings, upload_store=request.getfixturevalue("s3_store"))
+
+
+@pytest.fixture
+async def tus_client(store_settings: Settings) -> AsyncIterator[AsyncTestClient]:
+    async with AsyncTestClient(create_app(store_settings)) as test_client:
+        yield test_client
 
 
 async def test_options_announces_version_extensions_size_limit_and_checksums(
@@ -56,27 +73,27 @@ async def test_options_announces_version_extensions_size_limit_and_checksums(
 
 
 async def test_chunks_append_in_order_and_head_reports_the_offset_of_record(
-    client: AsyncTestClient, alice: Account, settings: Settings
+    tus_client: AsyncTestClient, alice: Account, store_settings: Settings
 ) -> None:
-    location = await create_upload(client, alice, len(LEDGER), **{"Upload-Metadata": metadata(filename="q1.csv")})
-    head = await client.head(location, headers={**alice.headers, **TUS})
+    location = await create_upload(tus_client, alice, len(LEDGER), **{"Upload-Metadata": metadata(filename="q1.csv")})
+    head = await tus_client.head(location, headers={**alice.headers, **TUS})
     assert (head.headers["upload-offset"], head.headers["upload-length"]) == ("0", str(len(LEDGER)))
     assert head.headers["cache-control"] == "no-store"
     assert head.headers["tus-resumable"] == "1.0.0"
     assert head.headers["upload-metadata"] == metadata(filename="q1.csv")
     assert "upload-expires" in head.headers
 
-    first = await append(client, alice, location, 0, LEDGER[:10])
+    first = await append(tus_client, alice, location, 0, LEDGER[:10])
     assert (first.status_code, first.headers["upload-offset"]) == (204, "10")
     assert "upload-expires" in first.headers
-    assert await offset_of(client, alice, location) == 10
-    assert (await upload_view(client, alice, location))["status"] == "uploading"
+    assert await offset_of(tus_client, alice, location) == 10
+    assert (await upload_view(tus_client, alice, location))["status"] == "uploading"
 
-    last = await append(client, alice, location, 10, LEDGER[10:])
+    last = await append(tus_client, alice, location, 10, LEDGER[10:])
     assert (last.status_code, last.headers["upload-offset"]) == (204, str(len(LEDGER)))
     assert "upload-expires" not in last.headers
-    assert stored_file(settings.roi_data_dir, location).read_bytes() == LEDGER
-    view = await upload_view(client, alice, location)
+    assert await stored_bytes(store_settings, location) == LEDGER
+    view = await upload_view(tus_client, alice, location)
     assert (view["filename"], view["size"], view["offset"], view["status"]) == (
         "q1.csv",
         len(LEDGER),
@@ -119,9 +136,9 @@ async def test_the_offset_of_record_never_passes_bytes_made_durable(client: Asyn
 
 
 async def test_creation_with_upload_stores_the_first_chunk_with_the_post(
-    client: AsyncTestClient, alice: Account, settings: Settings
+    tus_client: AsyncTestClient, alice: Account, store_settings: Settings
 ) -> None:
-    answer = await client.post(
+    answer = await tus_client.post(
         "/api/uploads",
         headers={
             **alice.headers,
@@ -132,25 +149,28 @@ async def test_creation_with_upload_stores_the_first_chunk_with_the_post(
         content=LEDGER[:7],
     )
     assert (answer.status_code, answer.headers["upload-offset"]) == (201, "7")
-    assert await offset_of(client, alice, answer.headers["location"]) == 7
-    assert stored_file(settings.roi_data_dir, answer.headers["location"]).read_bytes() == LEDGER[:7]
+    assert await offset_of(tus_client, alice, answer.headers["location"]) == 7
+    assert await stored_bytes(store_settings, answer.headers["location"]) == LEDGER[:7]
 
 
 @pytest.mark.parametrize("algorithm", ["sha1", "sha256", "md5"])
 async def test_a_checksum_mismatch_is_460_and_appends_nothing(
-    client: AsyncTestClient, alice: Account, settings: Settings, algorithm: str
+    tus_client: AsyncTestClient, alice: Account, store_settings: Settings, algorithm: str
 ) -> None:
-    location = await create_upload(client, alice, len(LEDGER))
-    await append(client, alice, location, 0, LEDGER[:5])
+    location = await create_upload(tus_client, alice, len(LEDGER))
+    await append(tus_client, alice, location, 0, LEDGER[:5])
 
-    wrong = await append(client, alice, location, 5, LEDGER[5:], **{"Upload-Checksum": checksum(algorithm, b"x")})
+    wrong = await append(tus_client, alice, location, 5, LEDGER[5:], **{"Upload-Checksum": checksum(algorithm, b"x")})
     assert wrong.status_code == 460, wrong.text
     assert algorithm in wrong.json()["detail"]
-    assert await offset_of(client, alice, location) == 5
+    assert await offset_of(tus_client, alice, location) == 5
+    assert await stored_bytes(store_settings, location) == LEDGER[:5], "nothing of the refused chunk is kept"
 
-    right = await append(client, alice, location, 5, LEDGER[5:], **{"Upload-Checksum": checksum(algorithm, LEDGER[5:])})
+    right = await append(
+        tus_client, alice, location, 5, LEDGER[5:], **{"Upload-Checksum": checksum(algorithm, LEDGER[5:])}
+    )
     assert right.status_code == 204
-    assert stored_file(settings.roi_data_dir, location).read_bytes() == LEDGER
+    assert await stored_bytes(store_settings, location) == LEDGER
 
 
 async def test_an_offset_that_is_not_the_uploads_is_409(client: AsyncTestClient, alice: Account) -> None:
@@ -175,19 +195,19 @@ async def test_an_upload_over_the_size_limit_is_refused_before_anything_is_store
 
 
 async def test_a_patch_past_the_upload_length_is_413_and_writes_nothing(
-    client: AsyncTestClient, alice: Account, settings: Settings
+    tus_client: AsyncTestClient, alice: Account, store_settings: Settings
 ) -> None:
-    location = await create_upload(client, alice, 10)
-    await append(client, alice, location, 0, b"12345")
+    location = await create_upload(tus_client, alice, 10)
+    await append(tus_client, alice, location, 0, b"12345")
 
-    announced = await append(client, alice, location, 5, b"123456")
+    announced = await append(tus_client, alice, location, 5, b"123456")
     assert announced.status_code == 413
     assert "Upload-Length" in announced.json()["detail"]
-    assert await offset_of(client, alice, location) == 5
+    assert await offset_of(tus_client, alice, location) == 5
 
-    exact = await append(client, alice, location, 5, b"67890")
+    exact = await append(tus_client, alice, location, 5, b"67890")
     assert exact.status_code == 204
-    assert stored_file(settings.roi_data_dir, location).read_bytes() == b"1234567890"
+    assert await stored_bytes(store_settings, location) == b"1234567890"
 
 
 async def test_another_users_upload_is_404_for_every_verb(
@@ -223,39 +243,39 @@ async def test_every_upload_request_needs_the_token(client: AsyncTestClient, ali
 
 
 async def test_delete_removes_the_upload_and_its_bytes(
-    client: AsyncTestClient, alice: Account, settings: Settings
+    tus_client: AsyncTestClient, alice: Account, store_settings: Settings
 ) -> None:
-    location = await create_upload(client, alice, len(LEDGER))
-    await append(client, alice, location, 0, LEDGER[:5])
-    assert stored_file(settings.roi_data_dir, location).exists()
+    location = await create_upload(tus_client, alice, len(LEDGER))
+    await append(tus_client, alice, location, 0, LEDGER[:5])
+    assert await stored_bytes(store_settings, location) is not None
 
-    assert (await client.delete(location, headers={**alice.headers, **TUS})).status_code == 204
-    assert (await client.head(location, headers={**alice.headers, **TUS})).status_code == 404
-    assert (await client.get(location, headers=alice.headers)).status_code == 404
-    assert not stored_file(settings.roi_data_dir, location).exists()
+    assert (await tus_client.delete(location, headers={**alice.headers, **TUS})).status_code == 204
+    assert (await tus_client.head(location, headers={**alice.headers, **TUS})).status_code == 404
+    assert (await tus_client.get(location, headers=alice.headers)).status_code == 404
+    assert await stored_bytes(store_settings, location) is None
 
 
 async def test_an_expired_upload_answers_410_and_its_bytes_are_removed_by_the_periodic_job(
-    client: AsyncTestClient, alice: Account, settings: Settings, db: asyncpg.Pool, redis: Redis
+    tus_client: AsyncTestClient, alice: Account, store_settings: Settings, db: asyncpg.Pool, redis: Redis
 ) -> None:
-    location = await create_upload(client, alice, len(LEDGER))
-    await append(client, alice, location, 0, LEDGER[:5])
+    location = await create_upload(tus_client, alice, len(LEDGER))
+    await append(tus_client, alice, location, 0, LEDGER[:5])
     past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     await db.execute("UPDATE uploads SET expires_at = $1 WHERE id = $2", past, location.rsplit("/", 1)[-1])
 
-    assert (await client.head(location, headers={**alice.headers, **TUS})).status_code == 410
-    assert (await append(client, alice, location, 5, LEDGER[5:])).status_code == 410
-    assert (await upload_view(client, alice, location))["status"] == "expired"
+    assert (await tus_client.head(location, headers={**alice.headers, **TUS})).status_code == 410
+    assert (await append(tus_client, alice, location, 5, LEDGER[5:])).status_code == 410
+    assert (await upload_view(tus_client, alice, location))["status"] == "expired"
 
-    engine = create_async_engine(settings.database_url or "")
+    engine = create_async_engine(store_settings.database_url or "")
     try:
-        events = EventBus(redis, settings.redis_namespace)
-        assert await expire_uploads(engine, local_storage(settings.roi_data_dir), events) == 1
+        events = EventBus(redis, store_settings.redis_namespace)
+        assert await expire_uploads(engine, upload_storage(store_settings), events) == 1
     finally:
         await engine.dispose()
-    assert not stored_file(settings.roi_data_dir, location).exists()
-    assert (await upload_view(client, alice, location))["status"] == "expired"
-    assert (await client.head(location, headers={**alice.headers, **TUS})).status_code == 410
+    assert await stored_bytes(store_settings, location) is None
+    assert (await upload_view(tus_client, alice, location))["status"] == "expired"
+    assert (await tus_client.head(location, headers={**alice.headers, **TUS})).status_code == 410
 
 
 async def test_file_names_are_shown_but_never_reach_the_file_system(

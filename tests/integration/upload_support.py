@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 from litestar.testing import AsyncTestClient
 
+from domain.services import upload_storage
+from infra.settings import Settings
 from tests.integration.support import Account
 
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -68,3 +72,15 @@ def stored_file(data_dir: Path, location: str) -> Path:
     """Where a service with ROI_DATA_DIR `data_dir` keeps the bytes of the upload at `location`."""
     upload_id = location.rsplit("/", 1)[-1].replace("-", "")
     return data_dir / "uploads" / upload_id
+
+
+async def stored_bytes(settings: Settings, location: str) -> bytes | None:
+    """The bytes the store of `settings` holds for the upload at `location` (as its reader reads them), or None."""
+    storage = upload_storage(settings)
+    upload_id = uuid.UUID(location.rsplit("/", 1)[-1])
+    try:
+        stream = await asyncio.to_thread(storage.reader, upload_id)
+    except FileNotFoundError:
+        return None
+    with stream:
+        return await asyncio.to_thread(stream.read)
