@@ -38,6 +38,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_requeue_after_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     worker_reconcile_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
+    api_max_in_flight: PositiveInt = 64
+    """Requests one API worker process handles at once; more are refused at once with 503 and Retry-After, so that
+    past capacity the admitted ones stay fast and the rest learn to come back instead of timing out."""
+    api_retry_after_s: PositiveInt = 1
+    api_backlog: Annotated[int, msgspec.Meta(ge=128)] = 2048
+    """Connections the kernel holds for Granian before it accepts them (`roi serve`)."""
+    api_backpressure: PositiveInt | None = None
+    """Connections one Granian worker serves at once (`roi serve`); unset: backlog / workers, Granian's default."""
+
     access_token_ttl_s: PositiveInt = 86_400
     slow_query_ms: NonNegativeFloat = 100.0
 
