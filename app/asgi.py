@@ -209,6 +209,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             head_as_get(method_override(redirect_to_the_ui_root(with_direct_send(app.asgi_handler))))
         ),
         settings.api_max_in_flight,
+        settings.api_max_queue_ms,
         settings.api_retry_after_s,
     )
     return app
