@@ -41,8 +41,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_max_in_flight: PositiveInt = 64
     """Requests one API worker process handles at once; more are refused at once with 503 and Retry-After, so that
     past capacity the admitted ones stay fast and the rest learn to come back instead of timing out."""
-    api_max_queue_ms: Annotated[float, msgspec.Meta(gt=0)] = 100.0
-    """How far behind its event loop may be (requests waiting their turn) before a process refuses new requests."""
+    api_max_queue_ms: Annotated[float, msgspec.Meta(gt=0)] = 1000.0
+    """How far behind its event loop may be (requests waiting their turn) before a process refuses new requests. A
+    CPU-starved process lags too, with nothing queued: at 100 ms, tests on a machine at load 15 were refused."""
     api_retry_after_s: PositiveInt = 1
     api_backlog: Annotated[int, msgspec.Meta(ge=128)] = 2048
     """Connections the kernel holds for Granian before it accepts them (`roi serve`)."""
