@@ -17,6 +17,7 @@ from litestar.plugins.prometheus import PrometheusController
 from litestar.types import Method
 from litestar.types.internal_types import PathParameterDefinition
 
+from app.admission import AdmissionMiddleware
 from app.compression import compression_middleware
 from app.console import console_handlers, head_as_get, offline_render_plugins
 from app.dependencies import SERVICE_DEPENDENCIES
@@ -203,7 +204,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
     # outside routing: sees 404s and 401s too; /ws frames skip Litestar's per-message wrappers
-    app.asgi_handler = RequestObserverMiddleware(
-        head_as_get(method_override(redirect_to_the_ui_root(with_direct_send(app.asgi_handler))))
+    app.asgi_handler = AdmissionMiddleware(
+        RequestObserverMiddleware(
+            head_as_get(method_override(redirect_to_the_ui_root(with_direct_send(app.asgi_handler))))
+        ),
+        settings.api_max_in_flight,
+        settings.api_max_queue_ms,
+        settings.api_retry_after_s,
     )
     return app

@@ -97,6 +97,9 @@ def main() -> None:
     """roi: ROI-analysis workflows as background jobs."""
 
 
+API_WORKER_KILL_TIMEOUT_S = 10
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -131,6 +134,14 @@ def serve(host: str, port: int, workers: int) -> None:
                 interface=Interfaces.ASGI,
                 loop=Loops.uvloop,
                 workers=workers,
+                # A worker that dies (killed, out of memory) is replaced instead of taking the whole server down;
+                # Granian still exits when the same worker dies again within ~5 s of its respawn (a crash loop).
+                respawn_failed_workers=True,
+                # A worker that misses SIGTERM (one still starting, e.g. a replacement, inherits the main process's
+                # handler) would otherwise hold `roi serve` forever; a graceful stop takes a few seconds at most.
+                workers_kill_timeout=API_WORKER_KILL_TIMEOUT_S,
+                backlog=settings.api_backlog,
+                backpressure=settings.api_backpressure,
                 log_access=False,
                 log_dictconfig=granian_logging(settings.log_level),
             ).serve()

@@ -38,6 +38,7 @@ REQUEST_DURATION = Histogram(
     ["method", "path", "status_code"],
     buckets=LATENCY_BUCKETS,
 )
+REQUESTS_REFUSED = Counter("roi_requests_refused", "Requests refused with 503 at capacity (API_MAX_IN_FLIGHT)")
 REQUESTS_IN_PROGRESS = Gauge("roi_requests_in_progress", "Requests being served", multiprocess_mode="livesum")
 CACHE_REQUESTS = Counter(
     "roi_cache_requests",

@@ -219,6 +219,46 @@ def scale_ratios(results: list[ScenarioResult], names: tuple[str, ...], small: s
     ]
 
 
+class OverloadReport(msgspec.Struct):
+    """The open-loop overload (bench/overload.py): what was offered, admitted and refused, and how it recovered."""
+
+    target: str
+    capacity_rps: float
+    offered_rps: float
+    duration_s: float
+    sent: int
+    admitted: int
+    admitted_rps: float
+    admitted_p50_ms: float
+    admitted_p95_ms: float
+    admitted_p99_ms: float
+    refused: int
+    refused_without_retry_after: int
+    refused_p50_ms: float
+    refused_p99_ms: float
+    other_statuses: int
+    timeouts: int
+    resets: int
+    connect_failures: int
+    client_unsent: int
+    normal_p95_ms: float
+    recovery_s: float
+    health_probes: int
+    health_probe_failures: int
+    health_probe_p99_ms: float
+    worker_rss_before_mib: dict[str, float]
+    worker_rss_peak_mib: dict[str, float]
+    worker_rss_after_mib: dict[str, float]
+    load_average_before: float
+    load_average_during: float
+    client_cpu_cores: float
+    """The load generator's own CPU during the overload: near 1 core, it (one Python process) is the bottleneck."""
+
+
+OVERLOAD_MAX_ADMITTED_P99_MS = 1000.0
+OVERLOAD_MAX_RECOVERY_S = 2.0
+
+
 class Report(msgspec.Struct):
     started_at: datetime.datetime
     machine: Machine
@@ -231,6 +271,7 @@ class Report(msgspec.Struct):
     mixed: MixedReport | None = None
     cache_speedups: list[CacheSpeedup] = []
     scale: ScaleReport | None = None
+    overload: OverloadReport | None = None
 
 
 def summarize(scenarios: list[Scenario], rounds: dict[str, list[Measurement]]) -> list[ScenarioResult]:
@@ -439,6 +480,8 @@ def table(report: Report) -> str:
         lines += scale_lines(report.scale)
     if report.mixed is not None:
         lines += mixed_lines(report.mixed)
+    if report.overload is not None:
+        lines += overload_lines(report.overload)
     lines += report.notes
     return "\n".join(lines)
 
@@ -526,3 +569,29 @@ def scale_lines(scale: ScaleReport) -> list[str]:
 def write_json(report: Report, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(msgspec.json.format(msgspec.json.encode(report)) + b"\n")
+
+
+def overload_lines(o: OverloadReport) -> list[str]:
+    """The overload's offered, admitted and refused requests, its failures, memory and recovery, under the table."""
+    failures = o.timeouts + o.resets + o.connect_failures + o.other_statuses
+    return [
+        f"overload: {o.target}, capacity {o.capacity_rps:,.0f} req/s, offered {o.offered_rps:,.0f} req/s open-loop for "
+        f"{o.duration_s:g} s (load average {o.load_average_before:.2f} before, {o.load_average_during:.2f} at the end; "
+        f"client CPU {o.client_cpu_cores:.2f} cores)",
+        f"  admitted {o.admitted:,} ({o.admitted_rps:,.0f} req/s): p50 {_number(o.admitted_p50_ms)} / p95 "
+        f"{_number(o.admitted_p95_ms)} / p99 {_number(o.admitted_p99_ms)} ms",
+        f"  refused {o.refused:,} with 503 ({o.refused_without_retry_after} without Retry-After): p50 "
+        f"{_number(o.refused_p50_ms)} / p99 {_number(o.refused_p99_ms)} ms",
+        f"  timeouts {o.timeouts}, resets {o.resets}, failed connects {o.connect_failures}, other statuses "
+        f"{o.other_statuses}; arrivals the client could not send ({o.client_unsent}: all its connections busy)",
+        f"  /health under overload: {o.health_probes} probes, {o.health_probe_failures} failed, p99 "
+        f"{_number(o.health_probe_p99_ms)} ms",
+        f"  RSS MiB by pid: workers before {o.worker_rss_before_mib}, peak (main too) {o.worker_rss_peak_mib}, "
+        f"workers after {o.worker_rss_after_mib}",
+        f"  recovery: p95 back within 1.5x of the normal load's ({_number(o.normal_p95_ms)} ms) after "
+        f"{o.recovery_s:g} s",
+        _verdict([not failures, not o.client_unsent], "overload: 0 timeouts, resets or unexpected statuses"),
+        _verdict([o.admitted_p99_ms <= OVERLOAD_MAX_ADMITTED_P99_MS], "overload: admitted p99 <= 1 s"),
+        _verdict([not o.refused_without_retry_after], "overload: every refusal carries Retry-After"),
+        _verdict([o.recovery_s <= OVERLOAD_MAX_RECOVERY_S], "overload: p95 back to normal within 2 s"),
+    ]

@@ -18,6 +18,7 @@ from bench.loadgen import Measurement, measure
 from bench.machine import describe_machine
 from bench.report import (
     MixedReport,
+    OverloadReport,
     Report,
     RunSettings,
     ScaleReport,
@@ -36,6 +37,8 @@ from bench.scenarios import (
     GOALS,
     JOBS,
     MIXED,
+    OVERLOAD,
+    OVERLOAD_TARGET,
     SCALE,
     SCENARIOS,
     SERVICES,
@@ -43,6 +46,7 @@ from bench.scenarios import (
     UPLOADS_S3,
     WS,
     Scenario,
+    Seed,
     Target,
 )
 from bench.seed import STEPS_IN_DETAIL, WORKFLOW_COUNT, seed
@@ -91,15 +95,18 @@ def run_bench(
     notes: list[str] = []
     mixed: MixedReport | None = None
     scale: ScaleReport | None = None
+    overload: OverloadReport | None = None
     with ExitStack() as stack:
         database_server_url, redis_url = stack.enter_context(_service_urls())
         database_url = stack.enter_context(fresh_database(database_server_url))
         namespace = stack.enter_context(redis_namespace(redis_url))
         _migrate(database_url)
         environment = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "REDIS_NAMESPACE": namespace}
-        servers = _start_servers(stack, scenarios, environment, workers, report_path)
+        # The overload's target is a row of its own service, which may not be among the scenarios.
+        extra_services = [SCENARIOS[OVERLOAD_TARGET].service] if OVERLOAD in others else []
+        servers = _start_servers(stack, scenarios, extra_services, environment, workers, report_path)
         deployed = servers["deployed"]
-        results = uvloop.run(_bench(servers, database_url, redis_url, scenarios, settings))
+        results, seeded = uvloop.run(_bench(servers, database_url, redis_url, scenarios, settings))
         floor = next(result for result in results if result.name == FLOOR)
         if JOBS in others:
             from bench.jobs import measure_jobs
@@ -127,6 +134,12 @@ def run_bench(
 
             mixed_results, mixed = uvloop.run(measure_mixed(deployed, environment, settings, floor))
             results += mixed_results
+        if OVERLOAD in others:
+            from bench.overload import measure_overload
+
+            target = servers[SCENARIOS[OVERLOAD_TARGET].service]
+            overload_results, overload = uvloop.run(measure_overload(target, seeded, settings, quick, floor))
+            results += overload_results
         if SCALE in scenario_names:
             from bench.scale import measure_scale
 
@@ -144,6 +157,7 @@ def run_bench(
         mixed=mixed,
         cache_speedups=cache_speedups(results),
         scale=scale,
+        overload=overload,
     )
     write_json(report, report_path)
     click.echo(table(report))
@@ -162,18 +176,29 @@ def _plot(report: Report, path: Path) -> None:
 
 
 def _start_servers(
-    stack: ExitStack, scenarios: list[Scenario], environment: dict[str, str], workers: int, report_path: Path
+    stack: ExitStack,
+    scenarios: list[Scenario],
+    extra_services: list[str],
+    environment: dict[str, str],
+    workers: int,
+    report_path: Path,
 ) -> dict[str, Server]:
     """One Granian per service the scenarios name, stopped by `stack`; the end of its log is kept beside the report."""
     work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="roi-bench-run-")))
     servers: dict[str, Server] = {}
-    for service in dict.fromkeys(scenario.service for scenario in scenarios):
+    for service in dict.fromkeys([*(scenario.service for scenario in scenarios), *extra_services]):
         log_path = work_dir / f"{service}.log"
         stack.callback(_keep_log_tail, log_path, report_path.with_suffix(f".{service}.log"))
         # As `roi serve` does: the Prometheus samples of all worker processes in a fresh folder.
         metrics_dir = work_dir / f"{service}-metrics"
         metrics_dir.mkdir()
-        service_environment = {**environment, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+        # And its backlog and backpressure (Granian's CLI reads GRANIAN_*): overload meets the same server.
+        service_environment = {
+            **environment,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            "GRANIAN_BACKLOG": str(get_settings().api_backlog),
+            "GRANIAN_BACKPRESSURE": str(get_settings().api_backpressure),
+        }
         servers[service] = stack.enter_context(
             granian_server(SERVICES[service], service_environment, workers, log_path)
         )
@@ -181,7 +206,7 @@ def _start_servers(
     return servers
 
 
-OTHERS = (JOBS, WS, UPLOADS, UPLOADS_S3, MIXED)
+OTHERS = (JOBS, WS, UPLOADS, UPLOADS_S3, MIXED, OVERLOAD)
 """What is measured otherwise than by repeating one HTTP request, after the HTTP scenarios, in this order; then
 SCALE, only when named."""
 
@@ -245,7 +270,7 @@ async def _bench(
     redis_url: str,
     scenarios: list[Scenario],
     settings: RunSettings,
-) -> list[ScenarioResult]:
+) -> tuple[list[ScenarioResult], Seed]:
     """Seed through the first service (they share the database), then measure in interleaved rounds."""
     seeded = await seed(next(iter(servers.values())).base_url, database_url)
     rounds: dict[str, list[Measurement]] = {scenario.name: [] for scenario in scenarios}
@@ -263,7 +288,7 @@ async def _bench(
                 f"p95 {percentile(latencies_ms, 0.95):.1f} ms, {measurement.errors} errors",
                 err=True,
             )
-    return summarize(scenarios, rounds)
+    return summarize(scenarios, rounds), seeded
 
 
 async def _measure(scenario: Scenario, server: Server, request: bytes, settings: RunSettings) -> Measurement:

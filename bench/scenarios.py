@@ -169,6 +169,13 @@ MIXED_UPLOAD, MIXED_TO_READY, MIXED_JOB_START, MIXED_WS = (
 )
 MIXED_ROWS = (*MIXED_API_ROWS, MIXED_UPLOAD, MIXED_TO_READY, MIXED_JOB_START, MIXED_WS)
 
+OVERLOAD = "overload"
+"""Not a closed loop: an open-loop load at 3x the measured capacity of OVERLOAD_TARGET (bench/overload.py), its
+admitted requests in row `overload_admitted`, the refusals, failures, memory and recovery under the table."""
+OVERLOAD_TARGET = "workflow_list_uncached"
+"""A page read from PostgreSQL every time: a request with real work, whose 3x a Python client on 2 shared cores can
+still offer (the cached list's 3x it cannot)."""
+
 SCALE = "scale"
 """Run only when named (`--scenario scale`), never by `--all`: it seeds template databases of 11,000 and 1,000,000
 workflows (GBs, minutes, once per schema revision) and measures the same requests on copies of both, on the uncached

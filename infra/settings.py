@@ -38,6 +38,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_requeue_after_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     worker_reconcile_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
+    api_max_in_flight: PositiveInt = 64
+    """Requests one API worker process handles at once; more are refused at once with 503 and Retry-After, so that
+    past capacity the admitted ones stay fast and the rest learn to come back instead of timing out."""
+    api_max_queue_ms: Annotated[float, msgspec.Meta(gt=0)] = 1000.0
+    """How far behind its event loop may be (requests waiting their turn) before a process refuses new requests. A
+    CPU-starved process lags too, with nothing queued: at 100 ms, tests on a machine at load 15 were refused."""
+    api_retry_after_s: PositiveInt = 1
+    api_backlog: Annotated[int, msgspec.Meta(ge=128)] = 2048
+    """Connections the kernel holds for Granian before it accepts them (`roi serve`)."""
+    api_backpressure: PositiveInt = 128
+    """Requests one Granian worker hands to the app at once (`roi serve`); the rest wait in Granian, unseen by the
+    admission limits. Above API_MAX_IN_FLIGHT, so that the excess reaches the app and is refused; Granian's own
+    default (backlog / workers) let a worker queue ~1,000 requests and grow to ~1 GB under overload (measured)."""
+
     access_token_ttl_s: PositiveInt = 86_400
     slow_query_ms: NonNegativeFloat = 100.0
 
