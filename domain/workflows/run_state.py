@@ -12,16 +12,42 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db.models import Workflow, WorkflowResult, WorkflowStatusName, WorkflowStep
+from db.models import StepStatusName, Workflow, WorkflowResult, WorkflowStatusName, WorkflowStep
 from infra.jobs import Priority
 
 
 class RunNotCurrent(Exception):
     """The run was cancelled, deleted or replaced: stop without writing anything."""
+
+
+@dataclass
+class StepChange:
+    """A step's columns as the run knows them now: written as a whole, however many changes it went through."""
+
+    status: StepStatusName
+    progress: float
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None = None
+    error: str | None = None
+
+
+_STEP_CHANGES = text(
+    """
+UPDATE workflow_steps s
+SET status = v.status, progress = v.progress, started_at = v.started_at, finished_at = v.finished_at,
+    error = v.error, updated_at = :now
+FROM unnest(
+    CAST(:positions AS integer[]), CAST(:statuses AS varchar[]), CAST(:progresses AS float8[]),
+    CAST(:started AS timestamptz[]), CAST(:finished AS timestamptz[]), CAST(:errors AS text[])
+) AS v(position, status, progress, started_at, finished_at, error)
+WHERE s.workflow_id = :workflow_id AND s.position = v.position
+"""
+)
+"""Every changed step of a run in one statement, so the trigger that refreshes the workflow's document runs once."""
 
 
 @dataclass(frozen=True)
@@ -47,27 +73,26 @@ class RunStore:
         return (Workflow.id == self.workflow_id) & (Workflow.job_id == self.job_id) & Workflow.status.in_(statuses)
 
     async def claim(self) -> ClaimedRun:
-        """queued → running. Raises RunNotCurrent when the run was cancelled before it started."""
+        """queued → running, reading what the run needs in the same statement. Raises RunNotCurrent when the run was
+        cancelled before it started."""
         now = _now()
+        kinds = (
+            select(func.array_agg(aggregate_order_by(WorkflowStep.kind, WorkflowStep.position)))
+            .where(WorkflowStep.workflow_id == Workflow.id)
+            .scalar_subquery()
+        )
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
                     update(Workflow)
                     .where(self._current("queued"))
                     .values(status="running", started_at=now, heartbeat_at=now, updated_at=now, progress=0.0)
-                    .returning(Workflow.owner_id, Workflow.parameters, Workflow.cash_flows, Workflow.upload_id)
+                    .returning(Workflow.owner_id, Workflow.parameters, Workflow.cash_flows, Workflow.upload_id, kinds)
                 )
             ).one_or_none()
             if row is None:
                 raise RunNotCurrent
-            steps = (
-                await conn.scalars(
-                    select(WorkflowStep.kind)
-                    .where(WorkflowStep.workflow_id == self.workflow_id)
-                    .order_by(WorkflowStep.position)
-                )
-            ).all()
-        return ClaimedRun(row.owner_id, row.parameters, row.cash_flows, row.upload_id, list(steps))
+        return ClaimedRun(row[0], row[1], row[2], row[3], list(row[4] or []))
 
     async def _touch(self, conn: AsyncConnection, **values: Any) -> None:
         now = _now()
@@ -80,42 +105,52 @@ class RunStore:
         if owner is None:
             raise RunNotCurrent
 
-    async def _step(self, conn: AsyncConnection, position: int, **values: Any) -> None:
-        await conn.execute(
-            update(WorkflowStep)
-            .where(WorkflowStep.workflow_id == self.workflow_id, WorkflowStep.position == position)
-            .values(updated_at=_now(), **values)
-        )
-
-    async def start_step(self, position: int, kind: str, workflow_progress: float) -> None:
+    async def commit(
+        self,
+        workflow: dict[str, Any],
+        steps: dict[int, StepChange],
+        *,
+        skip_after: int | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        """Several changes of the run in one transaction: the workflow's `workflow` values, the steps' `steps` (one
+        statement for all), later steps `skipped` after `skip_after`, the result. Raises RunNotCurrent (writing
+        nothing) once the run is no longer current."""
+        now = _now()
         async with self.engine.begin() as conn:
-            await self._touch(conn, current_step=kind, progress=workflow_progress)
-            await self._step(conn, position, status="running", started_at=_now(), progress=0.0)
-
-    async def report_progress(self, position: int, step_progress: float, workflow_progress: float) -> None:
-        async with self.engine.begin() as conn:
-            await self._touch(conn, progress=workflow_progress)
-            await self._step(conn, position, progress=step_progress)
+            await self._touch(conn, **workflow)
+            if steps:
+                changes = sorted(steps.items())
+                await conn.execute(
+                    _STEP_CHANGES,
+                    {
+                        "workflow_id": self.workflow_id,
+                        "now": now,
+                        "positions": [position for position, _ in changes],
+                        "statuses": [change.status for _, change in changes],
+                        "progresses": [change.progress for _, change in changes],
+                        "started": [change.started_at for _, change in changes],
+                        "finished": [change.finished_at for _, change in changes],
+                        "errors": [change.error for _, change in changes],
+                    },
+                )
+            if skip_after is not None:
+                await conn.execute(
+                    update(WorkflowStep)
+                    .where(WorkflowStep.workflow_id == self.workflow_id, WorkflowStep.position > skip_after)
+                    .values(status="skipped", updated_at=now)
+                )
+            if result is not None:
+                values = {"job_id": self.job_id, "finished_at": workflow.get("finished_at", now), **result}
+                await conn.execute(
+                    insert(WorkflowResult)
+                    .values(workflow_id=self.workflow_id, **values)
+                    .on_conflict_do_update(index_elements=[WorkflowResult.workflow_id], set_=values)
+                )
 
     async def heartbeat(self) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(update(Workflow).where(self._current("running")).values(heartbeat_at=_now()))
-
-    async def finish_step(self, position: int, workflow_progress: float) -> None:
-        async with self.engine.begin() as conn:
-            await self._touch(conn, progress=workflow_progress)
-            await self._step(conn, position, status="succeeded", progress=1.0, finished_at=_now())
-
-    async def fail(self, position: int, error: str) -> None:
-        """The step failed: it and the workflow end `failed` with `error`; later steps are `skipped`."""
-        async with self.engine.begin() as conn:
-            await self._touch(conn, status="failed", error=error, finished_at=_now(), current_step=None)
-            await self._step(conn, position, status="failed", error=error, finished_at=_now())
-            await conn.execute(
-                update(WorkflowStep)
-                .where(WorkflowStep.workflow_id == self.workflow_id, WorkflowStep.position > position)
-                .values(status="skipped", updated_at=_now())
-            )
 
     async def release(self) -> bool:
         """running → queued again under the same run, when its worker shuts down: the next worker restarts it."""
@@ -153,18 +188,6 @@ class RunStore:
                         .values(status=after, updated_at=now, finished_at=now if after == "cancelled" else None)
                     )
         return owner_id
-
-    async def succeed(self, result: dict[str, Any]) -> None:
-        """running → succeeded, storing the result (replacing an earlier run's) in the same transaction."""
-        now = _now()
-        async with self.engine.begin() as conn:
-            await self._touch(conn, status="succeeded", progress=1.0, finished_at=now, current_step=None)
-            values = {"job_id": self.job_id, "finished_at": now, **result}
-            await conn.execute(
-                insert(WorkflowResult)
-                .values(workflow_id=self.workflow_id, **values)
-                .on_conflict_do_update(index_elements=[WorkflowResult.workflow_id], set_=values)
-            )
 
 
 async def fail_lost_runs(engine: AsyncEngine, lost_after_s: float) -> list[tuple[uuid.UUID, uuid.UUID]]:
