@@ -24,6 +24,7 @@ from domain.workflows.notifier import WorkflowNotifier
 from domain.workflows.run_state import RunStore, fail_lost_runs, stale_queued_runs
 from domain.workflows.runner import run_workflow
 from infra.jobs import (
+    NOOP,
     PARSE_UPLOAD,
     PRIORITIES,
     RUN_WORKFLOW,
@@ -72,6 +73,11 @@ async def parse_upload_job(ctx: dict[str, Any], *, upload_id: str) -> str:
     outcome = await parse_upload(services.engine, services.storage, services.events, uuid.UUID(upload_id))
     JOB_DURATION.labels(f"parse {outcome}").observe(time.time() - started)
     return outcome
+
+
+async def noop_job(ctx: dict[str, Any]) -> str:
+    """Nothing: run through the same queue, lanes and slots as a workflow, it measures what they cost alone."""
+    return "done"
 
 
 async def _aborted(job: Job) -> bool:
@@ -181,7 +187,7 @@ def create_worker(
 
     return Worker(
         queue,
-        functions=[(RUN_WORKFLOW, run_workflow_job), (PARSE_UPLOAD, parse_upload_job)],
+        functions=[(RUN_WORKFLOW, run_workflow_job), (PARSE_UPLOAD, parse_upload_job), (NOOP, noop_job)],
         concurrency=concurrency or settings.worker_concurrency,
         startup=startup,
         shutdown=shutdown,
