@@ -117,6 +117,14 @@ class PriorityRedisQueue(RedisQueue):
     async def is_in_lane(self, job: Job) -> bool:
         return await self.redis.lpos(self.lane(job), job.id) is not None
 
+    async def waiting_ids(self) -> set[str]:
+        """The ids of every job in a lane now."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                pipe.lrange(lane, 0, -1)
+            lanes = await pipe.execute()
+        return {job_id.decode() for lane in lanes for job_id in lane}
+
     async def depths(self) -> dict[Priority, int]:
         """Jobs waiting in each lane, for the queue-depth metric."""
         async with self.redis.pipeline(transaction=False) as pipe:

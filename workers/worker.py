@@ -139,8 +139,12 @@ class Reconciler:
         if not stale:
             return
         try:
-            jobs = await self.queue.jobs(job_id for _, job_id, _ in stale)
-            for (workflow_id, job_id, priority), job in zip(stale, jobs, strict=True):
+            # A long queue is the usual case here: the runs still in a lane are set aside with one read per lane,
+            # rather than a record read and a search of the lane per run.
+            waiting = await self.queue.waiting_ids()
+            lost = [run for run in stale if self.queue.job_id(run[1]) not in waiting]
+            jobs = await self.queue.jobs(job_id for _, job_id, _ in lost)
+            for (workflow_id, job_id, priority), job in zip(lost, jobs, strict=True):
                 await self._requeue_if_lost(workflow_id, job_id, priority, job)
         except REDIS_FAILURES:
             logger.warning("cannot check queued runs yet: Redis does not answer")
