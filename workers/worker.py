@@ -17,7 +17,7 @@ from typing import Any
 from saq import Job, Status, Worker
 from saq.types import PartialTimersDict
 
-from db.pools import create_engine
+from db.pools import create_asyncpg_pool, create_engine
 from domain.services import Services
 from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
 from domain.workflows.notifier import WorkflowNotifier
@@ -51,7 +51,7 @@ async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str
     try:
         outcome = await run_workflow(resources, uuid.UUID(workflow_id), run_id, touch_job=job.update)
     except asyncio.CancelledError:
-        store = RunStore(resources.engine, uuid.UUID(workflow_id), run_id)
+        store = RunStore(resources.engine, resources.run_pool, uuid.UUID(workflow_id), run_id)
         if await _aborted(job):
             # An operator aborted the job (the SAQ UI): the run ends `cancelled`, as a cancel through the API would.
             owner_id = await store.cancel("aborted from the queue UI")
@@ -172,19 +172,25 @@ def create_worker(
     assert settings.redis_url, "roi worker checks that REDIS_URL is set"
     queue = create_queue(settings.redis_url, settings.redis_namespace, drains)
     reconciles = drains == PRIORITIES
+    concurrency_of_worker = concurrency or settings.worker_concurrency
 
     async def startup(ctx: dict[str, Any]) -> None:
+        # The pool first: a worker stopped while it connects has nothing else to close yet.
+        run_pool = await create_asyncpg_pool(settings, "roi-worker", max_size=concurrency_of_worker + 1)
         services = Services.open(settings, create_engine(settings, "roi-worker"))
+        services.run_pool = run_pool
         ctx["services"] = services
         if reconciles:
             ctx["reconciler"] = asyncio.create_task(Reconciler(services).run_forever())
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if reconciles:
+        if "reconciler" in ctx:
             # Awaited, not just cancelled: a pass cut mid-statement must give its connection back before the engine
             # is disposed, or the connection outlives the worker idle in a transaction, holding its locks.
             ctx["reconciler"].cancel()
             await asyncio.gather(ctx["reconciler"], return_exceptions=True)
+        if "services" not in ctx:
+            return  # stopped during its startup, before anything was open
         services: Services = ctx["services"]
         await services.close()
         await services.engine.dispose()

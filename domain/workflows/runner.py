@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.agents.steps import STEP_EXECUTORS, RunState, StepFailed
@@ -40,6 +41,7 @@ class RunResources(Protocol):
     """What a run needs of its process's services."""
 
     engine: AsyncEngine
+    run_pool: asyncpg.Pool
     cache: Cache
     events: EventBus
 
@@ -139,7 +141,7 @@ async def run_workflow(
     resources: RunResources, workflow_id: uuid.UUID, job_id: str, touch_job: Callable[[], Awaitable[Any]]
 ) -> str:
     """Execute the run `job_id` of a workflow; returns how it ended. Never raises for the run's own failures."""
-    store = RunStore(resources.engine, workflow_id, job_id)
+    store = RunStore(resources.engine, resources.run_pool, workflow_id, job_id)
     try:
         run = await store.claim()
     except RunNotCurrent:
