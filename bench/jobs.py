@@ -18,8 +18,10 @@ API's); its errors are runs that did not succeed. The workers run with the produ
 from __future__ import annotations
 
 import asyncio
+import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,22 +35,27 @@ from saq import Job, Status
 from saq.job import TERMINAL_STATUSES
 
 from bench.accounts import sign_up
-from bench.report import Round, RunSettings, ScenarioResult, percentile, pooled_result
+from bench.report import JobsDetail, Round, RunSettings, ScenarioResult, percentile, pooled_result
 from bench.scenarios import JOB_ROWS
 from bench.service import BenchFailed, expect
 from bench.workers import WORKER_CONCURRENCY, WorkerProcesses, forget_queue
 from db.pools import asyncpg_dsn
+from infra.jobs import LANE_OF_PRIORITY, NOOP, PRIORITIES
 from infra.queue import PriorityRedisQueue, create_queue
+from testkit.granian import cpu_seconds
 
-IDLE, BEHIND_LOW, AFTER_FREE_SLOT, THROUGHPUT = JOB_ROWS
+IDLE, BEHIND_LOW, AFTER_FREE_SLOT, THROUGHPUT, FLOOR_ROW, BURST = JOB_ROWS
 TRIVIAL = {"cash_flows": [-1000.0, 300.0, 400.0, 500.0], "parameters": {"discount_rate": 0.08}}
 LOW_BACKLOG = 1000
 LOWS_EATEN_PER_SAMPLE = 10
 CONCURRENT_REQUESTS = 8
 THROUGHPUT_RUNS = 200
 THROUGHPUT_WORKERS = 2
+BURST_RUNS = 1000
+DEPTH_EVERY_S = 0.1
 POLL_S = 0.002
-JOB_DEADLINE_S = 60.0
+BATCH_POLL_S = 0.05
+JOB_DEADLINE_S = 120.0
 
 T = TypeVar("T")
 
@@ -76,6 +83,42 @@ class Phase:
     elapsed_s: float = 0.0
     client_cpu_s: float = 0.0
     worker_cpu_s: float = 0.0
+    postgres_cpu_s: float = 0.0
+    redis_cpu_s: float = 0.0
+    last_started_s: float = 0.0
+    last_finished_s: float = 0.0
+
+
+class ServerCpu:
+    """CPU seconds used by PostgreSQL's backends of the bench's database and by redis-server, from /proc."""
+
+    def __init__(self, database_url: str, queue: PriorityRedisQueue) -> None:
+        self.database_url = database_url
+        self.queue = queue
+        self.before: dict[int, float] = {}
+        self.redis_before = 0.0
+        self.redis_pid = 0
+
+    async def _backends(self) -> dict[int, float]:
+        connection = await asyncpg.connect(asyncpg_dsn(self.database_url))
+        try:
+            rows = await connection.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await connection.close()
+        return {row["pid"]: cpu_seconds([row["pid"]]) for row in rows}
+
+    async def start(self) -> None:
+        self.redis_pid = int((await self.queue.redis.info("server"))["process_id"])
+        self.before, self.redis_before = await self._backends(), cpu_seconds([self.redis_pid])
+
+    async def stop(self, phase: Phase) -> None:
+        """Adds to `phase` what was used since `start` (call before the workers stop: their backends go with them).
+        A backend that connected meanwhile counts from zero."""
+        after = await self._backends()
+        phase.postgres_cpu_s += sum(cpu - self.before.get(pid, 0.0) for pid, cpu in after.items())
+        phase.redis_cpu_s += cpu_seconds([self.redis_pid]) - self.redis_before
 
 
 @dataclass(frozen=True)
@@ -102,12 +145,15 @@ async def measure_jobs(
     settings: RunSettings,
     quick: bool,
     floor: ScenarioResult,
-) -> list[ScenarioResult]:
-    """Every phase in `settings.rounds` rounds, each on fresh worker processes; one result row per JOB_ROWS name."""
+) -> tuple[list[ScenarioResult], list[str], JobsDetail]:
+    """Every phase in `settings.rounds` rounds, each on fresh worker processes; one result row per JOB_ROWS name,
+    the notes under the table and the detail for the JSON."""
     plan = Plan(idle_samples=50, behind_samples=30) if quick else Plan(idle_samples=200, behind_samples=100)
     queue = create_queue(redis_url, environment["REDIS_NAMESPACE"])
+    servers = ServerCpu(database_url, queue)
     rounds: dict[str, list[Phase]] = {name: [] for name in JOB_ROWS}
     low_depths: list[int] = []
+    burst_depths: list[list[float]] = []
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as api:
             token, _ = await sign_up(base_url, "jobs")
@@ -121,8 +167,12 @@ async def measure_jobs(
                         api, queue, workers, workflows, plan, database_url
                     )
                     low_depths += depths
-                    throughput = await _throughput_phase(api, queue, workers, workflows.throughput)
-                    for name, phase in zip(JOB_ROWS, (idle, behind, after_free_slot, throughput), strict=True):
+                    throughput = await _throughput_phase(api, queue, workers, servers, workflows.throughput)
+                    noop = await _floor_phase(queue, workers, servers, len(workflows.throughput))
+                    idle_lows = await _not_active(database_url, workflows.lows)
+                    burst, burst_depths = await _burst_phase(api, queue, workers, servers, idle_lows[:BURST_RUNS])
+                    phases = (idle, behind, after_free_slot, throughput, noop, burst)
+                    for name, phase in zip(JOB_ROWS, phases, strict=True):
                         rounds[name].append(phase)
                         click.echo(
                             f"round {round_number}/{settings.rounds} {name}: {phase.jobs / phase.elapsed_s:,.0f} "
@@ -139,8 +189,117 @@ async def measure_jobs(
         AFTER_FREE_SLOT: f"first slot freed->start of that high run, behind {lows}",
         THROUGHPUT: f"{THROUGHPUT_RUNS} runs queued at once, {THROUGHPUT_WORKERS} processes x {WORKER_CONCURRENCY}"
         " slots: jobs/s and enqueue->start",
+        FLOOR_ROW: f"{THROUGHPUT_RUNS} no-op jobs queued at once, same queue, lanes, workers: jobs/s",
+        BURST: f"{BURST_RUNS:,} runs queued at once through the API, {THROUGHPUT_WORKERS} processes: enqueue->start",
     }
-    return [_pooled(name, requests[name], phases, floor) for name, phases in rounds.items()]
+    results = [_pooled(name, requests[name], phases, floor) for name, phases in rounds.items()]
+    detail = _detail(rounds, burst_depths)
+    return results, _notes(detail, rounds), detail
+
+
+def _detail(rounds: dict[str, list[Phase]], burst_depths: list[list[float]]) -> JobsDetail:
+    def per_run_us(phases: list[Phase], seconds: Callable[[Phase], float]) -> float:
+        return statistics.median(seconds(phase) / phase.jobs * 1e6 for phase in phases)
+
+    cpu = {
+        name: {
+            "worker": per_run_us(rounds[name], lambda phase: phase.worker_cpu_s),
+            "postgresql": per_run_us(rounds[name], lambda phase: phase.postgres_cpu_s),
+            "redis": per_run_us(rounds[name], lambda phase: phase.redis_cpu_s),
+        }
+        for name in (THROUGHPUT, FLOOR_ROW, BURST)
+    }
+    rates = {name: statistics.median(phase.jobs / phase.elapsed_s for phase in rounds[name]) for name in rounds}
+    return JobsDetail(
+        cpu_us_per_run=cpu,
+        throughput_vs_floor=rates[THROUGHPUT] / rates[FLOOR_ROW],
+        burst_last_started_s=[phase.last_started_s for phase in rounds[BURST]],
+        burst_last_finished_s=[phase.last_finished_s for phase in rounds[BURST]],
+        burst_depths=burst_depths,
+    )
+
+
+def _notes(detail: JobsDetail, rounds: dict[str, list[Phase]]) -> list[str]:
+    notes = [
+        f"{name}: CPU per run {cpu['worker']:,.0f} µs in the workers, {cpu['postgresql']:,.0f} µs in PostgreSQL, "
+        f"{cpu['redis']:,.0f} µs in Redis"
+        for name, cpu in detail.cpu_us_per_run.items()
+    ]
+    notes.append(f"{THROUGHPUT}: {detail.throughput_vs_floor:.0%} of {FLOOR_ROW}'s jobs/s")
+    notes.append(
+        f"{BURST}: last run started after "
+        + ", ".join(f"{seconds:.2f}" for seconds in detail.burst_last_started_s)
+        + " s, last finished after "
+        + ", ".join(f"{seconds:.2f}" for seconds in detail.burst_last_finished_s)
+        + " s (per round), from the first enqueue"
+    )
+    return notes
+
+
+async def _floor_phase(queue: PriorityRedisQueue, workers: WorkerProcesses, servers: ServerCpu, count: int) -> Phase:
+    """`count` no-op jobs queued at once straight into the normal lane, drained by the throughput's workers."""
+    with workers.running(THROUGHPUT_WORKERS):
+        await workers.ready(THROUGHPUT_WORKERS)
+        await servers.start()
+        cpu_before, client_before = workers.cpu_s(), time.process_time()
+        stamp = uuid.uuid4().hex
+        keys = [f"noop-{stamp}-{number}" for number in range(count)]
+        enqueued = await _concurrently(
+            keys, lambda key: queue.enqueue(NOOP, key=key, priority=LANE_OF_PRIORITY["normal"], timeout=60, ttl=600)
+        )
+        jobs = await _wait_all(queue, [job.key for job in enqueued if job is not None])
+        worker_cpu_s, client_cpu_s = workers.cpu_s() - cpu_before, time.process_time() - client_before
+        phase = _drained(jobs, worker_cpu_s, client_cpu_s, succeeded=lambda job: job.status == Status.COMPLETE)
+        await servers.stop(phase)
+    return phase
+
+
+async def _burst_phase(
+    api: httpx.AsyncClient,
+    queue: PriorityRedisQueue,
+    workers: WorkerProcesses,
+    servers: ServerCpu,
+    workflow_ids: list[str],
+) -> tuple[Phase, list[list[float]]]:
+    """Every run queued through the API as fast as it takes them; the lanes' depths sampled meanwhile."""
+    depths: list[list[float]] = []
+    with workers.running(THROUGHPUT_WORKERS):
+        await workers.ready(THROUGHPUT_WORKERS)
+        await servers.start()
+        cpu_before, client_before = workers.cpu_s(), time.process_time()
+        started = time.monotonic()
+
+        async def sample_depths() -> None:
+            while True:
+                lanes = await queue.depths()
+                depths.append([round(time.monotonic() - started, 3), *(float(lanes[name]) for name in PRIORITIES)])
+                await asyncio.sleep(DEPTH_EVERY_S)
+
+        sampler = asyncio.create_task(sample_depths())
+        try:
+            job_ids = await _concurrently(workflow_ids, lambda workflow_id: _run(api, workflow_id))
+            jobs = await _wait_all(queue, job_ids)
+        finally:
+            sampler.cancel()
+            await asyncio.gather(sampler, return_exceptions=True)
+        worker_cpu_s, client_cpu_s = workers.cpu_s() - cpu_before, time.process_time() - client_before
+        phase = _drained(jobs, worker_cpu_s, client_cpu_s, succeeded=_succeeded)
+        await servers.stop(phase)
+    return phase, depths
+
+
+def _drained(jobs: list[Job], worker_cpu_s: float, client_cpu_s: float, succeeded: Callable[[Job], bool]) -> Phase:
+    first_queued = min(job.queued for job in jobs)
+    return Phase(
+        latencies_ms=[float(job.started - job.queued) for job in jobs],
+        jobs=len(jobs),
+        errors=sum(not succeeded(job) for job in jobs),
+        elapsed_s=(max(job.completed for job in jobs) - first_queued) / 1000,
+        client_cpu_s=client_cpu_s,
+        worker_cpu_s=worker_cpu_s,
+        last_started_s=(max(job.started for job in jobs) - first_queued) / 1000,
+        last_finished_s=(max(job.completed for job in jobs) - first_queued) / 1000,
+    )
 
 
 def _pooled(name: str, request: str, phases: list[Phase], floor: ScenarioResult) -> ScenarioResult:
@@ -208,22 +367,22 @@ def _after_free_slot(highs: list[Job], lows: list[Job]) -> Phase:
 
 
 async def _throughput_phase(
-    api: httpx.AsyncClient, queue: PriorityRedisQueue, workers: WorkerProcesses, workflow_ids: list[str]
+    api: httpx.AsyncClient,
+    queue: PriorityRedisQueue,
+    workers: WorkerProcesses,
+    servers: ServerCpu,
+    workflow_ids: list[str],
 ) -> Phase:
     with workers.running(THROUGHPUT_WORKERS):
         await workers.ready(THROUGHPUT_WORKERS)
+        await servers.start()
         cpu_before, client_before = workers.cpu_s(), time.process_time()
         job_ids = await _concurrently(workflow_ids, lambda workflow_id: _run(api, workflow_id))
         jobs = await _wait_all(queue, job_ids)
         worker_cpu_s, client_cpu_s = workers.cpu_s() - cpu_before, time.process_time() - client_before
-    return Phase(
-        latencies_ms=[float(job.started - job.queued) for job in jobs],
-        jobs=len(jobs),
-        errors=sum(not _succeeded(job) for job in jobs),
-        elapsed_s=(max(job.completed for job in jobs) - min(job.queued for job in jobs)) / 1000,
-        client_cpu_s=client_cpu_s,
-        worker_cpu_s=worker_cpu_s,
-    )
+        phase = _drained(jobs, worker_cpu_s, client_cpu_s, succeeded=_succeeded)
+        await servers.stop(phase)
+    return phase
 
 
 async def _sample_runs(
@@ -258,16 +417,26 @@ async def _run_and_wait(api: httpx.AsyncClient, queue: PriorityRedisQueue, workf
 
 
 async def _wait_all(queue: PriorityRedisQueue, job_ids: list[str]) -> list[Job]:
-    """The jobs' records once every one has ended (polled: SAQ's listen can miss an end that came first)."""
+    """The jobs' records once every one has ended (polled: SAQ's listen can miss an end that came first).
+
+    Only the records not yet ended are read again, and a batch is polled every BATCH_POLL_S: the times reported
+    are SAQ's own stamps, so polling faster only adds load, and reading hundreds of records every 2 ms took more
+    of Redis and of the 2 cores than the runs themselves.
+    """
     deadline = time.monotonic() + JOB_DEADLINE_S
+    ended: dict[str, Job] = {}
+    pending = list(job_ids)
+    pause = POLL_S if len(job_ids) == 1 else BATCH_POLL_S
     while True:
-        jobs = await queue.jobs(job_ids)
-        ended = [job for job in jobs if job is not None and job.status in TERMINAL_STATUSES]
-        if len(ended) == len(job_ids):
-            return ended
+        for job_id, job in zip(pending, await queue.jobs(pending), strict=True):
+            if job is not None and job.status in TERMINAL_STATUSES:
+                ended[job_id] = job
+        pending = [job_id for job_id in pending if job_id not in ended]
+        if not pending:
+            return [ended[job_id] for job_id in job_ids]
         if time.monotonic() > deadline:
-            raise BenchFailed(f"jobs: {len(job_ids) - len(ended)} runs had not ended after {JOB_DEADLINE_S:g} s")
-        await asyncio.sleep(POLL_S)
+            raise BenchFailed(f"jobs: {len(pending)} runs had not ended after {JOB_DEADLINE_S:g} s")
+        await asyncio.sleep(pause)
 
 
 def _succeeded(job: Job) -> bool:
@@ -305,6 +474,20 @@ async def _queued(database_url: str) -> list[str]:
     finally:
         await connection.close()
     return [str(row["id"]) for row in rows]
+
+
+async def _not_active(database_url: str, workflow_ids: list[str]) -> list[str]:
+    """Those of `workflow_ids` neither queued nor running (a run handed back by a stopping worker may be queued)."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await connection.fetch(
+            "SELECT id FROM roi_workflows WHERE id = ANY($1::uuid[]) AND status NOT IN ('queued', 'running')",
+            workflow_ids,
+        )
+    finally:
+        await connection.close()
+    found = {str(row["id"]) for row in rows}
+    return [workflow_id for workflow_id in workflow_ids if workflow_id in found]
 
 
 async def _drop_strays(queue: PriorityRedisQueue) -> None:

@@ -259,6 +259,18 @@ OVERLOAD_MAX_ADMITTED_P99_MS = 1000.0
 OVERLOAD_MAX_RECOVERY_S = 2.0
 
 
+class JobsDetail(msgspec.Struct):
+    """What the job rows cannot hold: CPU per run by process, and the burst's lanes over time."""
+
+    cpu_us_per_run: dict[str, dict[str, float]]
+    """Row -> {"worker", "postgresql", "redis"} -> µs per run (median over rounds)."""
+    throughput_vs_floor: float
+    burst_last_started_s: list[float]
+    burst_last_finished_s: list[float]
+    burst_depths: list[list[float]]
+    """[seconds since the first enqueue, high, normal, low] every 100 ms, the last round's."""
+
+
 class Report(msgspec.Struct):
     started_at: datetime.datetime
     machine: Machine
@@ -272,6 +284,7 @@ class Report(msgspec.Struct):
     cache_speedups: list[CacheSpeedup] = []
     scale: ScaleReport | None = None
     overload: OverloadReport | None = None
+    jobs: JobsDetail | None = None
 
 
 def summarize(scenarios: list[Scenario], rounds: dict[str, list[Measurement]]) -> list[ScenarioResult]:

@@ -17,6 +17,7 @@ import uvloop
 from bench.loadgen import Measurement, measure
 from bench.machine import describe_machine
 from bench.report import (
+    JobsDetail,
     MixedReport,
     OverloadReport,
     Report,
@@ -93,6 +94,7 @@ def run_bench(
     report_path = Path(output or f"bench-results/bench-{started_at:%Y%m%dT%H%M%SZ}.json")
     report_path.parent.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
+    jobs: JobsDetail | None = None
     mixed: MixedReport | None = None
     scale: ScaleReport | None = None
     overload: OverloadReport | None = None
@@ -111,9 +113,11 @@ def run_bench(
         if JOBS in others:
             from bench.jobs import measure_jobs
 
-            results += uvloop.run(
+            job_results, job_notes, jobs = uvloop.run(
                 measure_jobs(deployed.base_url, database_url, redis_url, environment, settings, quick, floor)
             )
+            results += job_results
+            notes += job_notes
         if WS in others:
             from bench.ws import measure_ws
 
@@ -121,7 +125,8 @@ def run_bench(
         if UPLOADS in others:
             from bench.uploads import measure_uploads
 
-            upload_results, notes = uvloop.run(measure_uploads(deployed, environment, settings, quick, floor))
+            upload_results, upload_notes = uvloop.run(measure_uploads(deployed, environment, settings, quick, floor))
+            notes += upload_notes
             results += upload_results
         if UPLOADS_S3 in others:
             from bench.uploads_s3 import measure_s3_uploads
@@ -158,6 +163,7 @@ def run_bench(
         cache_speedups=cache_speedups(results),
         scale=scale,
         overload=overload,
+        jobs=jobs,
     )
     write_json(report, report_path)
     click.echo(table(report))

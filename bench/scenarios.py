@@ -122,7 +122,14 @@ SCENARIOS: dict[str, Scenario] = {
 
 JOBS = "jobs"
 """Not one HTTP request under load: workflow runs on `roi worker` processes (bench/jobs.py), in these rows."""
-JOB_ROWS = ("jobs_start_idle", "jobs_start_high_behind_low", "jobs_high_after_free_slot", "jobs_throughput")
+JOB_ROWS = (
+    "jobs_start_idle",
+    "jobs_start_high_behind_low",
+    "jobs_high_after_free_slot",
+    "jobs_throughput",
+    "jobs_floor",
+    "jobs_burst_1000",
+)
 
 WS = "ws"
 """Not HTTP: N subscribers of one channel on /ws (bench/ws.py), rows `ws_latency_<N>` and `ws_throughput_<N>`;

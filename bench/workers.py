@@ -19,6 +19,8 @@ from testkit.granian import FAILURE_LOG_LINES, cpu_seconds, log_tail
 WORKER_CONCURRENCY = 4
 WORKER_READY_S = 60.0
 WORKER_STOP_S = 20.0
+SAQ_WORKERS_PER_PROCESS = 2
+"""A `roi worker` process registers two SAQ workers: the one for every lane and the express slot for `high`."""
 
 
 async def forget_queue(queue: PriorityRedisQueue) -> None:
@@ -66,11 +68,13 @@ class WorkerProcesses:
             self.processes = []
 
     async def ready(self, count: int) -> None:
-        """Until `count` new workers have registered with the queue (SAQ's worker info, written once started)."""
+        """Until `count` new processes have registered both their SAQ workers with the queue (worker info, written
+        once started): counting one per process, a phase could start with a process whose main worker was still
+        starting, and its start-up counted in the phase's CPU and latencies."""
         deadline = time.monotonic() + WORKER_READY_S
         while True:
             new = set((await self.queue.info())["workers"]) - self.known_workers
-            if len(new) >= count:
+            if len(new) >= count * SAQ_WORKERS_PER_PROCESS:
                 self.known_workers |= new
                 return
             exited = sum(process.poll() is not None for process in self.processes)

@@ -44,7 +44,10 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 async def create_asyncpg_pool(
-    settings: Settings, application_name: str, observers: list[StatementObserver] | None = None
+    settings: Settings,
+    application_name: str,
+    observers: list[StatementObserver] | None = None,
+    max_size: int | None = None,
 ) -> asyncpg.Pool:
     """A pool whose `json` results arrive as bytes; every statement is reported to each of `observers`.
 
@@ -54,7 +57,7 @@ async def create_asyncpg_pool(
     return await asyncpg.create_pool(
         asyncpg_dsn(settings.database_url),
         min_size=1,
-        max_size=settings.db_asyncpg_pool_size,
+        max_size=max_size or settings.db_asyncpg_pool_size,
         init=partial(_prepare_connection, observers if observers is not None else []),
         reset=_keep_session,
         server_settings={"application_name": application_name, **SESSION_SETTINGS},

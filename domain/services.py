@@ -59,6 +59,8 @@ class Services:
     events: EventBus
     queue: PriorityRedisQueue
     storage: UploadStorage
+    run_pool: asyncpg.Pool = field(init=False)
+    """The workers' asyncpg pool for the writes of runs (their hot path); set by the worker once it is open."""
 
     @classmethod
     def open(cls, settings: Settings, engine: AsyncEngine) -> Services:
@@ -79,6 +81,9 @@ class Services:
         await close_within("the queue", self.queue.disconnect())
         await close_within("the cache", self.cache.close())
         await close_within("Redis", self.redis.aclose())
+        run_pool: asyncpg.Pool | None = getattr(self, "run_pool", None)
+        if run_pool is not None and not await close_within("the runs' asyncpg pool", run_pool.close()):
+            run_pool.terminate()
 
 
 @dataclass

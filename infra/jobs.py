@@ -18,6 +18,8 @@ PRIORITIES: tuple[Priority, ...] = ("high", "normal", "low")
 LANE_OF_PRIORITY: dict[Priority, int] = {"high": 0, "normal": 1, "low": 2}
 RUN_WORKFLOW = "run_workflow"
 PARSE_UPLOAD = "parse_upload"
+NOOP = "noop"
+"""A job that does nothing: what the queue itself costs per job (the bench's `jobs_floor`)."""
 
 
 async def enqueue_workflow_run(queue: JobQueue, workflow_id: str, run_id: str, priority: Priority) -> Job | None:

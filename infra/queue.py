@@ -7,7 +7,8 @@ onto `_queued`; here `_queued` names the lane of the job the current task is enq
 variable, so enqueues of different priorities running at once each see their own), and SAQ's own list, the normal
 lane, otherwise.
 
-Two of SAQ's behaviours are changed on the way:
+SAQ's update and finish send their notification in the same round trip as the record. Two of SAQ's behaviours
+are changed on the way:
 - a dequeued job is marked active *before* it enters the active list, so a concurrent sweep can no longer
   fail it as "swept" (SAQ's start-up race);
 - sweeps run every `SWEEP_INTERVAL_S` rather than at most once a minute.
@@ -89,6 +90,32 @@ class PriorityRedisQueue(RedisQueue):
             await pipe.execute()
         return job
 
+    async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
+        """SAQ's update, with the record and its notification in one round trip when the status is known."""
+        if not status:
+            await super()._update(job, status, **kwargs)
+            return
+        job.status = status
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(job.id, self.serialize(job))
+            pipe.publish(job.id, job.status)
+            await pipe.execute()
+
+    async def _finish(self, job: Job, status: Status, *, result: Any = None, error: str | None = None) -> None:
+        """SAQ's finish (the record out of the active list and the incomplete set, kept `ttl` seconds), with its
+        notification in the same round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(self._active, 1, job.id)
+            pipe.zrem(self._incomplete, job.id)
+            if job.ttl > 0:
+                pipe.setex(job.id, job.ttl, self.serialize(job))
+            elif job.ttl == 0:
+                pipe.set(job.id, self.serialize(job))
+            else:
+                pipe.delete(job.id)
+            pipe.publish(job.id, job.status)
+            await pipe.execute()
+
     async def abort(self, job: Job, error: str, ttl: float = 5) -> None:
         if job.status == Status.QUEUED:
             removed = await self.redis.lrem(self.lane(job), 0, job.id)
@@ -116,6 +143,14 @@ class PriorityRedisQueue(RedisQueue):
 
     async def is_in_lane(self, job: Job) -> bool:
         return await self.redis.lpos(self.lane(job), job.id) is not None
+
+    async def waiting_ids(self) -> set[str]:
+        """The ids of every job in a lane now."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for lane in self.lanes:
+                pipe.lrange(lane, 0, -1)
+            lanes = await pipe.execute()
+        return {job_id.decode() for lane in lanes for job_id in lane}
 
     async def depths(self) -> dict[Priority, int]:
         """Jobs waiting in each lane, for the queue-depth metric."""

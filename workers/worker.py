@@ -17,13 +17,14 @@ from typing import Any
 from saq import Job, Status, Worker
 from saq.types import PartialTimersDict
 
-from db.pools import create_engine
+from db.pools import create_asyncpg_pool, create_engine
 from domain.services import Services
 from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
 from domain.workflows.notifier import WorkflowNotifier
 from domain.workflows.run_state import RunStore, fail_lost_runs, stale_queued_runs
 from domain.workflows.runner import run_workflow
 from infra.jobs import (
+    NOOP,
     PARSE_UPLOAD,
     PRIORITIES,
     RUN_WORKFLOW,
@@ -50,7 +51,7 @@ async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str
     try:
         outcome = await run_workflow(resources, uuid.UUID(workflow_id), run_id, touch_job=job.update)
     except asyncio.CancelledError:
-        store = RunStore(resources.engine, uuid.UUID(workflow_id), run_id)
+        store = RunStore(resources.engine, resources.run_pool, uuid.UUID(workflow_id), run_id)
         if await _aborted(job):
             # An operator aborted the job (the SAQ UI): the run ends `cancelled`, as a cancel through the API would.
             owner_id = await store.cancel("aborted from the queue UI")
@@ -72,6 +73,11 @@ async def parse_upload_job(ctx: dict[str, Any], *, upload_id: str) -> str:
     outcome = await parse_upload(services.engine, services.storage, services.events, uuid.UUID(upload_id))
     JOB_DURATION.labels(f"parse {outcome}").observe(time.time() - started)
     return outcome
+
+
+async def noop_job(ctx: dict[str, Any]) -> str:
+    """Nothing: run through the same queue, lanes and slots as a workflow, it measures what they cost alone."""
+    return "done"
 
 
 async def _aborted(job: Job) -> bool:
@@ -133,8 +139,12 @@ class Reconciler:
         if not stale:
             return
         try:
-            jobs = await self.queue.jobs(job_id for _, job_id, _ in stale)
-            for (workflow_id, job_id, priority), job in zip(stale, jobs, strict=True):
+            # A long queue is the usual case here: the runs still in a lane are set aside with one read per lane,
+            # rather than a record read and a search of the lane per run.
+            waiting = await self.queue.waiting_ids()
+            lost = [run for run in stale if self.queue.job_id(run[1]) not in waiting]
+            jobs = await self.queue.jobs(job_id for _, job_id, _ in lost)
+            for (workflow_id, job_id, priority), job in zip(lost, jobs, strict=True):
                 await self._requeue_if_lost(workflow_id, job_id, priority, job)
         except REDIS_FAILURES:
             logger.warning("cannot check queued runs yet: Redis does not answer")
@@ -162,26 +172,32 @@ def create_worker(
     assert settings.redis_url, "roi worker checks that REDIS_URL is set"
     queue = create_queue(settings.redis_url, settings.redis_namespace, drains)
     reconciles = drains == PRIORITIES
+    concurrency_of_worker = concurrency or settings.worker_concurrency
 
     async def startup(ctx: dict[str, Any]) -> None:
+        # The pool first: a worker stopped while it connects has nothing else to close yet.
+        run_pool = await create_asyncpg_pool(settings, "roi-worker", max_size=concurrency_of_worker + 1)
         services = Services.open(settings, create_engine(settings, "roi-worker"))
+        services.run_pool = run_pool
         ctx["services"] = services
         if reconciles:
             ctx["reconciler"] = asyncio.create_task(Reconciler(services).run_forever())
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if reconciles:
+        if "reconciler" in ctx:
             # Awaited, not just cancelled: a pass cut mid-statement must give its connection back before the engine
             # is disposed, or the connection outlives the worker idle in a transaction, holding its locks.
             ctx["reconciler"].cancel()
             await asyncio.gather(ctx["reconciler"], return_exceptions=True)
+        if "services" not in ctx:
+            return  # stopped during its startup, before anything was open
         services: Services = ctx["services"]
         await services.close()
         await services.engine.dispose()
 
     return Worker(
         queue,
-        functions=[(RUN_WORKFLOW, run_workflow_job), (PARSE_UPLOAD, parse_upload_job)],
+        functions=[(RUN_WORKFLOW, run_workflow_job), (PARSE_UPLOAD, parse_upload_job), (NOOP, noop_job)],
         concurrency=concurrency or settings.worker_concurrency,
         startup=startup,
         shutdown=shutdown,

@@ -41,6 +41,8 @@ class RunState:
     metrics: Metrics | None = None
     simulation: SimulationSummary | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    inline_size: int = 0
+    """Series up to this length are analysed on the loop rather than in a thread (the hop costs more than they do)."""
 
 
 async def ingest(state: RunState) -> None:
@@ -65,7 +67,10 @@ async def validate(state: RunState) -> None:
 
 
 async def analyze_flows(state: RunState) -> None:
-    state.metrics = await asyncio.to_thread(analyze, state.cash_flows, state.discount_rate)
+    if state.cash_flows.size <= state.inline_size:
+        state.metrics = analyze(state.cash_flows, state.discount_rate)
+    else:
+        state.metrics = await asyncio.to_thread(analyze, state.cash_flows, state.discount_rate)
 
 
 async def simulate(state: RunState) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from db.models import StepStatusName, WorkflowStatusName
 from domain.cache import Cache
-from domain.events.bus import EventBus, user_channel, workflow_channel
+from domain.events.bus import Event, EventBus, user_channel, workflow_channel
 from domain.workflows.cache_keys import WorkflowCacheKeys
 
 
@@ -25,23 +25,30 @@ class WorkflowNotifier:
     async def changed(self) -> None:
         await self.keys.changed(self.workflow_id, self.owner_id)
 
+    async def announce(self, events: list[Event]) -> None:
+        """After a commit: the workflow's keys dropped once, then `events` published in order in one round trip."""
+        await self.changed()
+        await self.events.publish_many(events)
+
     async def workflow_status(self, status: WorkflowStatusName, **details: Any) -> None:
-        await self.changed()
+        await self.announce(self.workflow_status_events(status, **details))
+
+    def workflow_status_events(self, status: WorkflowStatusName, **details: Any) -> list[Event]:
         data = {"id": str(self.workflow_id), "status": status, **details}
-        await self.events.publish(workflow_channel(self.workflow_id), "workflow.status", data)
-        await self.events.publish(user_channel(self.owner_id), "workflow.status", data)
+        return [
+            (workflow_channel(self.workflow_id), "workflow.status", data),
+            (user_channel(self.owner_id), "workflow.status", data),
+        ]
 
-    async def step_status(self, position: int, kind: str, status: StepStatusName, error: str | None = None) -> None:
-        await self.changed()
+    def step_status_event(self, position: int, kind: str, status: StepStatusName, error: str | None = None) -> Event:
         data = {"workflow_id": str(self.workflow_id), "position": position, "kind": kind, "status": status}
-        await self.events.publish(workflow_channel(self.workflow_id), "step.status", {**data, "error": error})
+        return workflow_channel(self.workflow_id), "step.status", {**data, "error": error}
 
-    async def progress(self, kind: str, step_progress: float, workflow_progress: float) -> None:
-        await self.changed()
+    def progress_event(self, kind: str, step_progress: float, workflow_progress: float) -> Event:
         data = {
             "id": str(self.workflow_id),
             "progress": workflow_progress,
             "step": kind,
             "step_progress": step_progress,
         }
-        await self.events.publish(workflow_channel(self.workflow_id), "workflow.progress", data)
+        return workflow_channel(self.workflow_id), "workflow.progress", data

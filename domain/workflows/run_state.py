@@ -12,16 +12,55 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+import msgspec
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.models import Workflow, WorkflowResult, WorkflowStatusName, WorkflowStep
+from db.models import StepStatusName, Workflow, WorkflowStatusName, WorkflowStep
 from infra.jobs import Priority
 
 
 class RunNotCurrent(Exception):
     """The run was cancelled, deleted or replaced: stop without writing anything."""
+
+
+@dataclass
+class StepChange:
+    """A step's columns as the run knows them now: written as a whole, however many changes it went through."""
+
+    status: StepStatusName
+    progress: float
+    started_at: datetime.datetime | None
+    finished_at: datetime.datetime | None = None
+    error: str | None = None
+
+
+_CLAIM = """
+UPDATE roi_workflows SET status = 'running', started_at = $3, heartbeat_at = $3, updated_at = $3, progress = 0.0
+WHERE id = $1 AND job_id = $2 AND status = 'queued'
+RETURNING owner_id, parameters::text AS parameters, cash_flows, upload_id,
+    (SELECT array_agg(kind ORDER BY position) FROM workflow_steps WHERE workflow_id = roi_workflows.id) AS kinds
+"""
+_RUN_COLUMNS = frozenset({"status", "progress", "current_step", "finished_at", "error"})
+"""The workflow's columns a run's `commit` may set (the statement names them, so only these)."""
+_STEP_CHANGES = """
+UPDATE workflow_steps s
+SET status = v.status, progress = v.progress, started_at = v.started_at, finished_at = v.finished_at,
+    error = v.error, updated_at = $2
+FROM unnest($3::integer[], $4::varchar[], $5::float8[], $6::timestamptz[], $7::timestamptz[], $8::text[])
+    AS v(position, status, progress, started_at, finished_at, error)
+WHERE s.workflow_id = $1 AND s.position = v.position
+"""
+"""Every changed step of a run in one statement, so the trigger that refreshes the workflow's document runs once."""
+_SKIP_AFTER = "UPDATE workflow_steps SET status = 'skipped', updated_at = $2 WHERE workflow_id = $1 AND position > $3"
+_STORE_RESULT = """
+INSERT INTO workflow_results (workflow_id, job_id, finished_at, metrics, simulation) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (workflow_id) DO UPDATE
+SET job_id = EXCLUDED.job_id, finished_at = EXCLUDED.finished_at, metrics = EXCLUDED.metrics,
+    simulation = EXCLUDED.simulation
+"""
+"""A rerun that succeeds replaces the earlier result."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +77,10 @@ def _now() -> datetime.datetime:
 
 
 class RunStore:
-    def __init__(self, engine: AsyncEngine, workflow_id: uuid.UUID, job_id: str) -> None:
+    def __init__(self, engine: AsyncEngine, pool: asyncpg.Pool, workflow_id: uuid.UUID, job_id: str) -> None:
+        """`pool` for the run's own writes (claim, commit); `engine` for the rare ones (release, cancel, beats)."""
         self.engine = engine
+        self.pool = pool
         self.workflow_id = workflow_id
         self.job_id = job_id
 
@@ -47,75 +88,71 @@ class RunStore:
         return (Workflow.id == self.workflow_id) & (Workflow.job_id == self.job_id) & Workflow.status.in_(statuses)
 
     async def claim(self) -> ClaimedRun:
-        """queued → running. Raises RunNotCurrent when the run was cancelled before it started."""
-        now = _now()
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    update(Workflow)
-                    .where(self._current("queued"))
-                    .values(status="running", started_at=now, heartbeat_at=now, updated_at=now, progress=0.0)
-                    .returning(Workflow.owner_id, Workflow.parameters, Workflow.cash_flows, Workflow.upload_id)
-                )
-            ).one_or_none()
-            if row is None:
-                raise RunNotCurrent
-            steps = (
-                await conn.scalars(
-                    select(WorkflowStep.kind)
-                    .where(WorkflowStep.workflow_id == self.workflow_id)
-                    .order_by(WorkflowStep.position)
-                )
-            ).all()
-        return ClaimedRun(row.owner_id, row.parameters, row.cash_flows, row.upload_id, list(steps))
-
-    async def _touch(self, conn: AsyncConnection, **values: Any) -> None:
-        now = _now()
-        owner = await conn.scalar(
-            update(Workflow)
-            .where(self._current("running"))
-            .values(updated_at=now, heartbeat_at=now, **values)
-            .returning(Workflow.owner_id)
-        )
-        if owner is None:
+        """queued → running, reading what the run needs in the same statement. Raises RunNotCurrent when the run was
+        cancelled before it started."""
+        async with self.pool.acquire() as connection:
+            row = await connection.fetchrow(_CLAIM, self.workflow_id, self.job_id, _now())
+        if row is None:
             raise RunNotCurrent
+        parameters = msgspec.json.decode(row["parameters"])
+        return ClaimedRun(row["owner_id"], parameters, row["cash_flows"], row["upload_id"], list(row["kinds"] or []))
 
-    async def _step(self, conn: AsyncConnection, position: int, **values: Any) -> None:
-        await conn.execute(
-            update(WorkflowStep)
-            .where(WorkflowStep.workflow_id == self.workflow_id, WorkflowStep.position == position)
-            .values(updated_at=_now(), **values)
+    async def commit(
+        self,
+        workflow: dict[str, Any],
+        steps: dict[int, StepChange],
+        *,
+        skip_after: int | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> None:
+        """Several changes of the run in one transaction: the workflow's `workflow` values, the steps' `steps` (one
+        statement for all), later steps `skipped` after `skip_after`, the result. Raises RunNotCurrent (writing
+        nothing) once the run is no longer current.
+
+        On the asyncpg pool, not the ORM: this is every run's hot path, and the engine's checkout alone (its
+        pre-ping) is three round trips."""
+        now = _now()
+        names = sorted(workflow)
+        assert set(names) <= _RUN_COLUMNS, f"not a column a run writes: {set(names) - _RUN_COLUMNS}"
+        assignments = "".join(f", {name} = ${number}" for number, name in enumerate(names, start=4))
+        touch = (
+            f"UPDATE roi_workflows SET updated_at = $3, heartbeat_at = $3{assignments} "
+            "WHERE id = $1 AND job_id = $2 AND status = 'running' RETURNING owner_id"
         )
-
-    async def start_step(self, position: int, kind: str, workflow_progress: float) -> None:
-        async with self.engine.begin() as conn:
-            await self._touch(conn, current_step=kind, progress=workflow_progress)
-            await self._step(conn, position, status="running", started_at=_now(), progress=0.0)
-
-    async def report_progress(self, position: int, step_progress: float, workflow_progress: float) -> None:
-        async with self.engine.begin() as conn:
-            await self._touch(conn, progress=workflow_progress)
-            await self._step(conn, position, progress=step_progress)
+        async with self.pool.acquire() as connection, connection.transaction():
+            if (
+                await connection.fetchval(touch, self.workflow_id, self.job_id, now, *(workflow[n] for n in names))
+                is None
+            ):
+                raise RunNotCurrent
+            if steps:
+                changes = sorted(steps.items())
+                await connection.execute(
+                    _STEP_CHANGES,
+                    self.workflow_id,
+                    now,
+                    [position for position, _ in changes],
+                    [change.status for _, change in changes],
+                    [change.progress for _, change in changes],
+                    [change.started_at for _, change in changes],
+                    [change.finished_at for _, change in changes],
+                    [change.error for _, change in changes],
+                )
+            if skip_after is not None:
+                await connection.execute(_SKIP_AFTER, self.workflow_id, now, skip_after)
+            if result is not None:
+                await connection.execute(
+                    _STORE_RESULT,
+                    self.workflow_id,
+                    self.job_id,
+                    workflow.get("finished_at", now),
+                    msgspec.json.encode(result["metrics"]).decode(),
+                    None if result.get("simulation") is None else msgspec.json.encode(result["simulation"]).decode(),
+                )
 
     async def heartbeat(self) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(update(Workflow).where(self._current("running")).values(heartbeat_at=_now()))
-
-    async def finish_step(self, position: int, workflow_progress: float) -> None:
-        async with self.engine.begin() as conn:
-            await self._touch(conn, progress=workflow_progress)
-            await self._step(conn, position, status="succeeded", progress=1.0, finished_at=_now())
-
-    async def fail(self, position: int, error: str) -> None:
-        """The step failed: it and the workflow end `failed` with `error`; later steps are `skipped`."""
-        async with self.engine.begin() as conn:
-            await self._touch(conn, status="failed", error=error, finished_at=_now(), current_step=None)
-            await self._step(conn, position, status="failed", error=error, finished_at=_now())
-            await conn.execute(
-                update(WorkflowStep)
-                .where(WorkflowStep.workflow_id == self.workflow_id, WorkflowStep.position > position)
-                .values(status="skipped", updated_at=_now())
-            )
 
     async def release(self) -> bool:
         """running → queued again under the same run, when its worker shuts down: the next worker restarts it."""
@@ -153,18 +190,6 @@ class RunStore:
                         .values(status=after, updated_at=now, finished_at=now if after == "cancelled" else None)
                     )
         return owner_id
-
-    async def succeed(self, result: dict[str, Any]) -> None:
-        """running → succeeded, storing the result (replacing an earlier run's) in the same transaction."""
-        now = _now()
-        async with self.engine.begin() as conn:
-            await self._touch(conn, status="succeeded", progress=1.0, finished_at=now, current_step=None)
-            values = {"job_id": self.job_id, "finished_at": now, **result}
-            await conn.execute(
-                insert(WorkflowResult)
-                .values(workflow_id=self.workflow_id, **values)
-                .on_conflict_do_update(index_elements=[WorkflowResult.workflow_id], set_=values)
-            )
 
 
 async def fail_lost_runs(engine: AsyncEngine, lost_after_s: float) -> list[tuple[uuid.UUID, uuid.UUID]]:
