@@ -22,7 +22,7 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 from domain.accounts.controller import provide_user_service
 from domain.accounts.revocation import RevocationFeed
 from domain.accounts.schemas import CurrentUser
-from domain.accounts.security import ADMIN_UI_COOKIE, ADMIN_UI_PATH, TokenIssuer, admin_ui_cookie
+from domain.accounts.security import ADMIN_UI_COOKIE, ADMIN_UI_PATH, TokenIssuer, admin_only, admin_ui_cookie
 from domain.accounts.service import UserService
 from domain.accounts.throttle import LoginThrottle, TooManyAttempts
 from domain.errors import Unauthorized
@@ -150,7 +150,7 @@ async def sign_in(
     return Redirect(f"{ADMIN_UI_PATH}/", status_code=HTTP_303_SEE_OTHER, cookies=[cookie])
 
 
-@post(SIGN_OUT_PATH, include_in_schema=False)
+@post(SIGN_OUT_PATH, include_in_schema=False, guards=[admin_only])
 async def sign_out(request: Request[CurrentUser, Any, Any], revocations: RevocationFeed) -> Response[Any]:
     """Revokes the cookie's token (everywhere, like logout) and clears the cookie."""
     if not from_this_site(request):

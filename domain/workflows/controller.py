@@ -14,6 +14,7 @@ from domain.accounts.security import BEARER_REQUIREMENT, Caller
 from domain.http import json_bytes, strict_body
 from domain.workflows.schemas import (
     RunAccepted,
+    WorkflowCashFlows,
     WorkflowCreate,
     WorkflowOut,
     WorkflowPage,
@@ -107,6 +108,17 @@ class WorkflowController(Controller):
         self, workflow_id: uuid.UUID, request: Caller, workflow_reader: WorkflowReader
     ) -> Response[bytes]:
         return json_bytes(await workflow_reader.result_json(workflow_id, request.user.id))
+
+    @get(
+        "/{workflow_id:str}/cash-flows",
+        summary="The workflow's cash flows, for charts",
+        responses=documented(WorkflowCashFlows, "Its cash flows, typed in or summed from its ledger")
+        | errors(400, 401, 404),
+    )
+    async def get_workflow_cash_flows(
+        self, workflow_id: uuid.UUID, request: Caller, workflow_reader: WorkflowReader
+    ) -> Response[bytes]:
+        return json_bytes(await workflow_reader.cash_flows_json(workflow_id, request.user.id))
 
     @delete("/{workflow_id:str}", status_code=HTTP_204_NO_CONTENT, responses=errors(400, 401, 404))
     async def delete_workflow(self, workflow_id: uuid.UUID, request: Caller, workflows: WorkflowService) -> None:
