@@ -85,6 +85,7 @@ export function createApi({ token, onTokenRefused }) {
     cancel: (id) => request("POST", `/api/workflows/${id}/cancel`),
     remove: (id) => request("DELETE", `/api/workflows/${id}`),
     result: (id) => request("GET", `/api/workflows/${id}/result`),
+    cashFlows: (id) => request("GET", `/api/workflows/${id}/cash-flows`),
     listUploads: ({ cursor, limit }) => request("GET", "/api/uploads", { query: { cursor, limit } }),
     upload: (id) => request("GET", `/api/uploads/${id}`),
     uploadContent: (id) => request("GET", `/api/uploads/${id}/content`, { accept: "*/*", raw: true }),
