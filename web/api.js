@@ -78,6 +78,8 @@ export function createApi({ token, onTokenRefused }) {
       }
     },
     me: () => request("GET", "/api/me"),
+    changePassword: (currentPassword, newPassword) =>
+      request("POST", "/api/auth/password", { json: { current_password: currentPassword, new_password: newPassword } }),
     listWorkflows: ({ cursor, status, limit }) => request("GET", "/api/workflows", { query: { cursor, status, limit } }),
     workflow: (id) => request("GET", `/api/workflows/${id}`),
     createWorkflow: (body) => request("POST", "/api/workflows", { json: body }),
