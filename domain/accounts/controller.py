@@ -27,7 +27,7 @@ from domain.accounts.service import UserService
 from domain.accounts.throttle import LoginThrottle
 from domain.errors import InvalidInput, NotFound, Unauthorized
 from domain.http import strict_body
-from infra.openapi import errors
+from infra.openapi import errors, no_content
 
 
 async def provide_user_service(db_session: AsyncSession) -> AsyncGenerator[UserService, None]:
@@ -100,7 +100,7 @@ class AccountController(Controller):
         "/api/auth/logout",
         status_code=HTTP_204_NO_CONTENT,
         summary="Revoke the token of this request, everywhere",
-        responses=errors(401),
+        responses=no_content("Signed out: this token is refused from now on") | errors(401),
         security=[BEARER_REQUIREMENT],
     )
     async def logout(
@@ -120,7 +120,7 @@ class AccountController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         before_request=strict_body(PasswordChange),
         summary="Change the password; every token issued before stops working",
-        responses=errors(400, 401, 404, 429),
+        responses=no_content("Changed: sign in again with the new password") | errors(400, 401, 404, 429),
         security=[BEARER_REQUIREMENT],
     )
     async def change_password(

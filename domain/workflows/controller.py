@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post
+from litestar.openapi.spec import Example
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
@@ -23,7 +24,30 @@ from domain.workflows.schemas import (
     WorkflowStatus,
 )
 from domain.workflows.service import WorkflowReader, WorkflowService
-from infra.openapi import documented, errors
+from infra.openapi import documented, errors, with_body_examples
+
+CREATE_EXAMPLES = {
+    "typed_in": Example(
+        summary="Typed-in cash flows, with a simulation",
+        value={
+            "name": "New warehouse",
+            "description": "Payback of the Lyon site",
+            "cash_flows": [-1000, 300, 400, 500],
+            "parameters": {"discount_rate": 0.08, "simulations": 1000, "volatility": 0.1, "seed": 42},
+            "priority": "normal",
+        },
+    ),
+    "from_an_upload": Example(
+        summary="The cash flows of a ready upload (a ledger)",
+        value={
+            "name": "From the ledger",
+            "upload_id": "5f0c6d1e-3b1a-4c55-9a43-2f7c1f0d9b21",
+            "parameters": {"discount_rate": 0.08},
+        },
+    ),
+}
+"""Request bodies the API accepts (the first is what Swagger's "Try it out" sends): a body generated from the schema
+alone would send both `cash_flows` and `upload_id`, which is a 400."""
 
 
 class WorkflowController(Controller):
@@ -39,6 +63,7 @@ class WorkflowController(Controller):
         status_code=HTTP_201_CREATED,
         before_request=strict_body(WorkflowCreate),
         responses=documented(WorkflowOut, "The new workflow, in draft", HTTP_201_CREATED) | errors(400, 401, 413),
+        operation_class=with_body_examples(CREATE_EXAMPLES),
     )
     async def create_workflow(
         self, data: WorkflowCreate, request: Caller, workflows: WorkflowService
