@@ -26,6 +26,7 @@ from app.http_cache import ConditionalGetMiddleware
 from app.logs import configure_logging, log_server_error
 from app.metrics import PrometheusLiveStats, count_cache_request, pool_metrics
 from app.queue_ui import QUEUE_UI_DEPENDENCIES, QUEUE_UI_NAMESPACE, queue_ui_handlers, redirect_to_the_ui_root
+from app.queue_ui_signin import QUEUE_UI_SIGN_IN_HANDLERS, is_ui_page, sign_in_redirect
 from app.request_log import RequestObserverMiddleware
 from app.security_headers import response_headers
 from app.slow_queries import SlowQueryLog
@@ -68,8 +69,11 @@ BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 """What a 401 must say (RFC 9110): the scheme the client should authenticate with."""
 
 
-def unauthorized_response(_: Request[Any, Any, Any], error: NotAuthorizedException) -> Response[dict[str, object]]:
-    """The token middleware's and guards' 401s, in the standard body, with the challenge."""
+def unauthorized_response(request: Request[Any, Any, Any], error: NotAuthorizedException) -> Response[Any]:
+    """The token middleware's and guards' 401s, in the standard body, with the challenge; a page of the queue UI
+    sends the browser to its sign-in form instead."""
+    if is_ui_page(request):
+        return sign_in_redirect()
     return Response({"status_code": 401, "detail": error.detail}, status_code=401, headers=BEARER_CHALLENGE)
 
 
@@ -167,6 +171,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UploadController,
             live_events_endpoint,
             *queue_ui_handlers(),
+            *QUEUE_UI_SIGN_IN_HANDLERS,
             *console_handlers(),
         ],
         dependencies={**QUEUE_UI_DEPENDENCIES, **SERVICE_DEPENDENCIES},

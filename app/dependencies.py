@@ -9,6 +9,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.accounts.revocation import RevocationFeed
 from domain.accounts.security import TokenIssuer
 from domain.accounts.throttle import LoginThrottle
 from domain.agents.service import AgentReader
@@ -42,6 +43,10 @@ def provide_token_issuer(state: State) -> TokenIssuer:
     return provide_services(state).tokens
 
 
+def provide_revocations(state: State) -> RevocationFeed:
+    return provide_services(state).revocations
+
+
 SERVICE_DEPENDENCIES: dict[str, Any] = {
     "workflow_reader": Provide(provide_workflow_reader, sync_to_thread=False),
     "workflows": Provide(provide_workflow_service, sync_to_thread=False),
@@ -49,4 +54,5 @@ SERVICE_DEPENDENCIES: dict[str, Any] = {
     "agents": Provide(provide_agent_reader, sync_to_thread=False),
     "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),
     "tokens": Provide(provide_token_issuer, sync_to_thread=False),
+    "revocations": Provide(provide_revocations, sync_to_thread=False),
 }

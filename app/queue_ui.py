@@ -18,6 +18,8 @@ from saq.web.common import STATIC_PATH
 
 from domain.accounts.security import ADMIN_UI_PATH, admin_only
 from domain.services import provide_services
+from infra.jobs import LANE_OF_PRIORITY, PRIORITIES, Priority
+from infra.queue import PriorityRedisQueue
 
 
 def redirect_to_the_ui_root(app: ASGIApp) -> ASGIApp:
@@ -38,9 +40,42 @@ def redirect_to_the_ui_root(app: ASGIApp) -> ASGIApp:
     return with_ui_redirect
 
 
+class LaneView:
+    """One priority lane of the queue, as the UI lists queues: its own depth, its active jobs and its jobs; anything
+    else (a job's detail, abort, retry) is the whole queue's."""
+
+    def __init__(self, queue: PriorityRedisQueue, priority: Priority) -> None:
+        self.queue = queue
+        self.priority = priority
+        self.name = priority
+        self.lane = LANE_OF_PRIORITY[priority]
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.queue, attribute)
+
+    def _in_lane(self, job: dict[str, Any]) -> bool:
+        return min(max(int(job.get("priority", 0)), 0), 2) == self.lane
+
+    async def info(self, jobs: bool = False, offset: int = 0, limit: int = 10) -> QueueInfo:
+        whole = await self.queue.info(jobs=jobs, offset=offset, limit=limit)
+        depth = (await self.queue.depths())[self.priority]
+        active_ids = await self.queue.redis.lrange(self.queue._active, 0, -1)
+        stored = await self.queue.redis.mget(active_ids) if active_ids else []
+        active = [job.to_dict() for job in map(self.queue.deserialize, stored) if job is not None]
+        return {
+            **whole,
+            "name": self.name,
+            "queued": depth,
+            "active": sum(1 for job in active if self._in_lane(job)),
+            "jobs": [job for job in whole["jobs"] if self._in_lane(job)],
+        }
+
+
 def provide_task_queues(state: State) -> TaskQueues:
+    """The whole queue (its workers, totals) and each of its lanes, highest first."""
     queue = provide_services(state).queue
-    return TaskQueues(queues={queue.name: queue})
+    lanes = {view.name: view for view in (LaneView(queue, priority) for priority in PRIORITIES)}
+    return TaskQueues(queues={queue.name: queue, **lanes})  # type: ignore[dict-item]
 
 
 def queue_ui_handlers() -> list[ControllerRouterHandler]:

@@ -16,10 +16,12 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
@@ -47,6 +49,28 @@ class User(UUIDAuditBase):
     name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Tokens carry the generation they were issued in; a password change raises it, refusing every older token."""
+
+
+class TokenRevocation(Base):
+    """A revoked token (`jti`, at logout) or a user's older tokens (`generation`, at a password change), kept until
+    the tokens it refuses have expired anyway. Every API process reads the rows created since its last look."""
+
+    __tablename__ = "token_revocations"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    jti: Mapped[str | None] = mapped_column(String(64), default=None)
+    generation: Mapped[int | None] = mapped_column(Integer, default=None)
+    expires_at: Mapped[datetime.datetime] = mapped_column(DateTimeUTC(timezone=True))
+    created_at: Mapped[datetime.datetime] = mapped_column(
+        DateTimeUTC(timezone=True), server_default=text("clock_timestamp()")
+    )
+
+
+Index("idx_token_revocations_created", TokenRevocation.created_at)
+Index("idx_token_revocations_expires", TokenRevocation.expires_at)
 
 
 class Agent(UUIDAuditBase):

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from litestar.datastructures import State
-from litestar.security.jwt import JWTCookieAuth, Token
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.pools import create_asyncpg_pool
 from db.statements import StatementObserver
-from domain.accounts.schemas import CurrentUser
-from domain.accounts.security import TokenIssuer
+from domain.accounts.revocation import RevocationFeed
+from domain.accounts.security import BearerTokenAuth, TokenIssuer
 from domain.accounts.throttle import LoginThrottle
 from domain.agents.service import AgentReader
 from domain.cache import Cache, CacheOutcome, ignore_outcome
@@ -90,8 +89,9 @@ class Services:
 class ApiServices(Services):
     """The API's: also the asyncpg pool, the batched cache reads and the services the controllers call."""
 
-    jwt_auth: JWTCookieAuth[CurrentUser, Token] = field(kw_only=True)
+    jwt_auth: BearerTokenAuth = field(kw_only=True)
     tokens: TokenIssuer = field(kw_only=True)
+    revocations: RevocationFeed = field(kw_only=True)
     asyncpg_pool: asyncpg.Pool = field(kw_only=True)
     batched_reads: PipelinedGet = field(kw_only=True)
     cursors: CursorSigner = field(kw_only=True)
@@ -107,7 +107,7 @@ class ApiServices(Services):
         cls,
         settings: Settings,
         engine: AsyncEngine,
-        jwt_auth: JWTCookieAuth[CurrentUser, Token],
+        jwt_auth: BearerTokenAuth,
         query_observers: list[StatementObserver],
         record_cache_outcome: CacheOutcome = ignore_outcome,
     ) -> ApiServices:
@@ -136,6 +136,8 @@ class ApiServices(Services):
             settings.login_max_failures_per_address,
             settings.login_failure_window_s,
         )
+        revocations = RevocationFeed(asyncpg_pool, jwt_auth.revoked, settings.token_revocation_poll_s)
+        await revocations.start()
         return cls(
             settings=settings,
             engine=engine,
@@ -146,6 +148,7 @@ class ApiServices(Services):
             storage=storage,
             jwt_auth=jwt_auth,
             tokens=TokenIssuer(jwt_auth),
+            revocations=revocations,
             asyncpg_pool=asyncpg_pool,
             batched_reads=batched_reads,
             cursors=cursors,
@@ -158,6 +161,7 @@ class ApiServices(Services):
 
     async def close(self) -> None:
         """Each client closed within a bound: a shutdown never waits for ever on one that does not answer."""
+        await self.revocations.stop()
         await super().close()
         self.batched_reads.close()
         # close() waits for every connection to come back: one held by a request that never ends is cut instead.

@@ -53,6 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     default (backlog / workers) let a worker queue ~1,000 requests and grow to ~1 GB under overload (measured)."""
 
     access_token_ttl_s: PositiveInt = 86_400
+    token_revocation_poll_s: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.25
+    """How often each API process reads new revocations (logouts, password changes) from PostgreSQL."""
     slow_query_ms: NonNegativeFloat = 100.0
 
     ws_heartbeat_s: Annotated[float, msgspec.Meta(gt=0)] = 20.0

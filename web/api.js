@@ -78,6 +78,8 @@ export function createApi({ token, onTokenRefused }) {
       }
     },
     me: () => request("GET", "/api/me"),
+    changePassword: (currentPassword, newPassword) =>
+      request("POST", "/api/auth/password", { json: { current_password: currentPassword, new_password: newPassword } }),
     listWorkflows: ({ cursor, status, limit }) => request("GET", "/api/workflows", { query: { cursor, status, limit } }),
     workflow: (id) => request("GET", `/api/workflows/${id}`),
     createWorkflow: (body) => request("POST", "/api/workflows", { json: body }),
@@ -85,6 +87,7 @@ export function createApi({ token, onTokenRefused }) {
     cancel: (id) => request("POST", `/api/workflows/${id}/cancel`),
     remove: (id) => request("DELETE", `/api/workflows/${id}`),
     result: (id) => request("GET", `/api/workflows/${id}/result`),
+    cashFlows: (id) => request("GET", `/api/workflows/${id}/cash-flows`),
     listUploads: ({ cursor, limit }) => request("GET", "/api/uploads", { query: { cursor, limit } }),
     upload: (id) => request("GET", `/api/uploads/${id}`),
     uploadContent: (id) => request("GET", `/api/uploads/${id}/content`, { accept: "*/*", raw: true }),

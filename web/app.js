@@ -4,8 +4,9 @@
  */
 
 import { createApi } from "./api.js";
-import { registerScreen, signInScreen } from "./auth.js";
+import { passwordScreen, registerScreen, signInScreen } from "./auth.js";
 import { createScreen } from "./create.js";
+import { announce } from "./dom.js";
 import { LiveEvents, State } from "./live-events.js";
 import { session } from "./session.js";
 import { workflowScreen } from "./workflow.js";
@@ -32,11 +33,13 @@ const app = {
     else location.hash = hash;
   },
   signIn,
+  changePassword,
 };
 
 const routes = [
   { pattern: /^#\/sign-in$/, screen: signInScreen, signedIn: false },
   { pattern: /^#\/register$/, screen: registerScreen, signedIn: false },
+  { pattern: /^#\/account\/password$/, screen: passwordScreen, signedIn: true },
   { pattern: /^#\/workflows$/, screen: workflowsScreen, signedIn: true },
   { pattern: /^#\/workflows\/new$/, screen: createScreen, signedIn: true },
   { pattern: /^#\/workflows\/([0-9a-fA-F-]{36})$/, screen: workflowScreen, signedIn: true },
@@ -90,6 +93,10 @@ async function beginSession() {
   app.user = await app.api.me();
   who.textContent = `${app.user.name} · ${app.user.email}`;
   account.hidden = false;
+  startLive();
+}
+
+function startLive() {
   app.live = new LiveEvents({
     token: () => session.token,
     checkToken,
@@ -106,6 +113,29 @@ async function beginSession() {
 async function signIn(token, remember) {
   session.save(token, remember);
   await beginSession();
+  app.navigate("#/workflows");
+}
+
+/**
+ * The server revokes every token issued before the change, this one included (its socket is closed with 4401): the
+ * live connection is closed first, so that close is not taken for the end of the session, and the page signs in
+ * again with the new password, kept where the old token was.
+ */
+async function changePassword(currentPassword, newPassword) {
+  const persistent = session.persistent;
+  app.live?.close();
+  app.live = null;
+  try {
+    await app.api.changePassword(currentPassword, newPassword);
+  } catch (error) {
+    if (app.user) startLive();
+    throw error;
+  }
+  const { access_token: token } = await app.api.login(app.user.email, newPassword);
+  session.save(token, persistent);
+  await beginSession();
+  app.notice = null;
+  announce("Your password was changed. Other sessions were signed out.");
   app.navigate("#/workflows");
 }
 

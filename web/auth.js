@@ -1,4 +1,4 @@
-/** Sign in and register. */
+/** Sign in, register, change the password. */
 
 import { clearError, fromTemplate, showError } from "./dom.js";
 
@@ -77,4 +77,25 @@ export function registerScreen(app) {
     }
   });
   return { element, title: "Register" };
+}
+
+export function passwordScreen(app) {
+  const element = fromTemplate("password-screen");
+  const form = element.querySelector("#password-form");
+  const errorBox = element.querySelector("#password-error");
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError(errorBox, form);
+    const invalid = invalidFields(form);
+    if (invalid) return showInvalid(errorBox, invalid, form);
+    busy(form, true);
+    try {
+      await app.changePassword(form.elements.current_password.value, form.elements.new_password.value);
+    } catch (error) {
+      busy(form, false);
+      showInvalid(errorBox, error, form);
+    }
+  });
+  return { element, title: "Change password" };
 }

@@ -1,6 +1,6 @@
 /** A new workflow, from typed-in cash flows or from a ledger uploaded with tus. */
 
-import { parseTyped, remember } from "./cashflows.js";
+import { parseTyped } from "./cashflows.js";
 import { announce, clearError, formatBytes, formatNumber, fromTemplate, h, showError } from "./dom.js";
 import { session } from "./session.js";
 import { forgetUnfinished, unfinishedUploads, uploadLedger } from "./uploads.js";
@@ -251,7 +251,6 @@ export function createScreen(app) {
     submit.disabled = true;
     try {
       const created = await app.api.createWorkflow(body);
-      if (body.cash_flows) remember(created.id, body.cash_flows);
       if (form.elements.run_now.checked) await app.api.run(created.id).catch(() => undefined);
       announce(`Workflow ${created.name} created`);
       app.navigate(`#/workflows/${created.id}`);

@@ -10,6 +10,11 @@ export const session = {
     return sessionStorage.getItem(KEY) ?? localStorage.getItem(KEY);
   },
 
+  /** Whether the token is kept for this device ("keep me signed in"). */
+  get persistent() {
+    return localStorage.getItem(KEY) !== null;
+  },
+
   save(token, remember) {
     this.forget();
     (remember ? localStorage : sessionStorage).setItem(KEY, token);

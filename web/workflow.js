@@ -1,6 +1,5 @@
 /** One workflow: its live status and steps (`workflow:<id>`), run / cancel / delete, and its result with charts. */
 
-import { forget, parseLedgerCsv, remembered } from "./cashflows.js";
 import { drawCharts } from "./charts.js";
 import {
   announce,
@@ -16,7 +15,6 @@ import {
 
 const ACTIVE = new Set(["queued", "running"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-const LEDGER_CHART_MAX_BYTES = 20 * 1024 * 1024;
 
 function periods(value) {
   return value === null || value === undefined ? "never" : `${formatNumber(value)} periods`;
@@ -122,22 +120,13 @@ export function workflowScreen(app, workflowId) {
     renderSteps();
   }
 
+  /** The flows the analysis read (typed in, or summed from the ledger per period), from the API. */
   async function cashFlows() {
-    const typed = remembered(workflow.id);
-    if (typed) return { values: typed };
-    if (!workflow.upload_id) {
-      return { note: "the API does not return a workflow's typed-in cash flows, and this browser did not create it." };
-    }
     try {
-      const upload = await app.api.upload(workflow.upload_id);
-      if (upload.size > LEDGER_CHART_MAX_BYTES) return { note: "the ledger is too large to chart in the browser." };
-      const response = await app.api.uploadContent(workflow.upload_id);
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      if (bytes[0] === 0x50 && bytes[1] === 0x4b) return { note: "the ledger is a workbook; only CSV ledgers are charted here." };
-      const parsed = parseLedgerCsv(new TextDecoder().decode(bytes));
-      return parsed.error ? { note: `the ledger could not be read here: ${parsed.error}.` } : parsed;
+      const { cash_flows: values } = await app.api.cashFlows(workflow.id);
+      return values ? { values } : { note: "the ledger behind this workflow is no longer kept." };
     } catch (error) {
-      return { note: `the ledger could not be fetched: ${error.detail ?? error}` };
+      return { note: `the cash flows could not be fetched: ${error.detail ?? error}` };
     }
   }
 
@@ -281,7 +270,6 @@ export function workflowScreen(app, workflowId) {
         }
       } catch (error) {
         if (error.status === 404) {
-          forget(workflowId);
           resultBody.replaceChildren();
         }
         showError(errorBox, error);
@@ -315,7 +303,6 @@ export function workflowScreen(app, workflowId) {
       }
       try {
         await app.api.remove(workflowId);
-        forget(workflowId);
         announce(`${workflow?.name ?? "The workflow"} was deleted`);
         app.navigate("#/workflows");
       } catch (error) {

@@ -1,4 +1,4 @@
-"""HTTP for accounts: register, login, me."""
+"""HTTP for accounts: register, login, me, logout, password change."""
 
 from __future__ import annotations
 
@@ -6,18 +6,28 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import Cookie
 from litestar.di import Provide
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import User
-from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, Registration, UserOut
-from domain.accounts.security import BEARER_REQUIREMENT, TokenIssuer, admin_ui_cookie, provide_current_user
+from domain.accounts.revocation import RevocationFeed
+from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, PasswordChange, Registration, UserOut
+from domain.accounts.security import (
+    ADMIN_UI_COOKIE,
+    ADMIN_UI_PATH,
+    BEARER_REQUIREMENT,
+    Caller,
+    TokenIssuer,
+    admin_ui_cookie,
+    provide_current_user,
+)
 from domain.accounts.service import UserService
 from domain.accounts.throttle import LoginThrottle
-from domain.errors import NotFound, Unauthorized
+from domain.errors import InvalidInput, NotFound, Unauthorized
 from domain.http import strict_body
-from infra.openapi import errors
+from infra.openapi import errors, no_content
 
 
 async def provide_user_service(db_session: AsyncSession) -> AsyncGenerator[UserService, None]:
@@ -74,7 +84,7 @@ class AccountController(Controller):
             await throttle.failed(data.email, address)
             raise
         await throttle.succeeded(data.email)
-        token = tokens.issue(user.id, user.is_admin)
+        token = tokens.issue(user.id, user.is_admin, user.token_generation)
         expires_in = tokens.lifetime_s
         cookies = [admin_ui_cookie(token, expires_in)] if user.is_admin else []
         return Response(AccessToken(access_token=token, expires_in=expires_in), cookies=cookies)
@@ -85,3 +95,61 @@ class AccountController(Controller):
         if account is None:
             raise NotFound("this account no longer exists")
         return user_out(account)
+
+    @post(
+        "/api/auth/logout",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Revoke the token of this request, everywhere",
+        responses=no_content("Signed out: this token is refused from now on") | errors(401),
+        security=[BEARER_REQUIREMENT],
+    )
+    async def logout(
+        self, user: CurrentUser, users: UserService, revocations: RevocationFeed, tokens: TokenIssuer, request: Caller
+    ) -> Response[None]:
+        """Every API process refuses the token within a fraction of a second (its open WebSockets are closed with
+        4401); the queue UI's cookie is cleared too."""
+        if user.token_id is None:
+            revoked = await users.revoke_all(user.id, tokens.lifetime_s)
+            revocations.older_than(user.id, revoked.generation or 0, revoked.expires_at)
+        else:
+            await revocations.revoke_token(user, request.auth.exp)
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[_cleared_admin_cookie()])
+
+    @post(
+        "/api/auth/password",
+        status_code=HTTP_204_NO_CONTENT,
+        before_request=strict_body(PasswordChange),
+        summary="Change the password; every token issued before stops working",
+        responses=no_content("Changed: sign in again with the new password") | errors(400, 401, 404, 429),
+        security=[BEARER_REQUIREMENT],
+    )
+    async def change_password(
+        self,
+        data: PasswordChange,
+        user: CurrentUser,
+        users: UserService,
+        login_throttle: LoginThrottle,
+        revocations: RevocationFeed,
+        tokens: TokenIssuer,
+        request: Caller,
+    ) -> Response[None]:
+        """This token too stops working: sign in again with the new password. A wrong `current_password` counts as
+        a failed login of the account (the same limit, then 429), so a stolen token cannot guess the password
+        faster than the login form could."""
+        account = await users.get_user(user.id)
+        if account is None:
+            raise NotFound("this account no longer exists")
+        address = request.client.host if request.client else "unknown"
+        await login_throttle.check(account.email, address)
+        try:
+            revoked = await users.change_password(account, data.current_password, data.new_password, tokens.lifetime_s)
+        except InvalidInput:
+            await login_throttle.failed(account.email, address)
+            raise
+        await login_throttle.succeeded(account.email)
+        revocations.older_than(user.id, revoked.generation or 0, revoked.expires_at)
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[_cleared_admin_cookie()])
+
+
+def _cleared_admin_cookie() -> Cookie:
+    return Cookie(key=ADMIN_UI_COOKIE, value="", path=ADMIN_UI_PATH, httponly=True, samesite="strict", max_age=0)

@@ -50,3 +50,12 @@ class CurrentUser(msgspec.Struct, frozen=True):
 
     id: uuid.UUID
     is_admin: bool = False
+    token_id: str | None = None
+    """The token's `jti`, which logout revokes (tokens issued before revocations existed have none)."""
+    token_generation: int = 0
+    """The user's token generation when the token was issued: a password change refuses every lower one."""
+
+
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    new_password: Password

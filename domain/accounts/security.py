@@ -6,6 +6,7 @@ import datetime
 import time
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request
@@ -16,11 +17,13 @@ from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.authentication import AuthenticationResult
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
 from litestar.types import Receive, Scope, Send
 
+from domain.accounts.revocation import RevokedTokens
 from domain.accounts.schemas import CurrentUser
 
 PUBLIC_PATHS = [
@@ -28,11 +31,12 @@ PUBLIC_PATHS = [
     "^/ready$",
     "^/metrics",
     "^/schema",
-    "^/api/auth/",
+    "^/api/auth/(register|login)$",
 ]
 
 
 VERIFIED_TOKENS_CACHED = 8192
+TOKEN_REVOKED = "this token was revoked (signed out, or the password changed): sign in again"
 ADMIN_UI_PATH = "/saq"
 ADMIN_UI_COOKIE = "roi_admin_token"
 
@@ -45,10 +49,11 @@ class RememberingJWTMiddleware(JWTCookieAuthenticationMiddleware):
     which is still checked on every use.
     """
 
-    __slots__ = ("_verified",)
+    __slots__ = ("_verified", "revoked")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, revoked: RevokedTokens, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.revoked = revoked
         self._verified: OrderedDict[str, tuple[AuthenticationResult, float]] = OrderedDict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -71,13 +76,17 @@ class RememberingJWTMiddleware(JWTCookieAuthenticationMiddleware):
     async def authenticate_token(
         self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
+        """A remembered verdict still meets the revocations on every use."""
         remembered = self._verified.get(encoded_token)
         if remembered is not None and remembered[1] > time.time():
-            return remembered[0]
-        result = await super().authenticate_token(encoded_token, connection)
-        self._verified[encoded_token] = (result, result.auth.exp.timestamp())
-        if len(self._verified) > VERIFIED_TOKENS_CACHED:
-            self._verified.popitem(last=False)
+            result = remembered[0]
+        else:
+            result = await super().authenticate_token(encoded_token, connection)
+            self._verified[encoded_token] = (result, result.auth.exp.timestamp())
+            if len(self._verified) > VERIFIED_TOKENS_CACHED:
+                self._verified.popitem(last=False)
+        if self.revoked.refuses(result.user):
+            raise NotAuthorizedException(TOKEN_REVOKED)
         return result
 
 
@@ -87,8 +96,16 @@ def _is_preflight(scope: Scope) -> bool:
 
 
 async def user_from_token(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> CurrentUser | None:
+    generation = token.extras.get("gen", 0)
+    if not isinstance(generation, int) or not isinstance(token.jti, str | None):
+        return None
     try:
-        return CurrentUser(id=uuid.UUID(token.sub), is_admin=bool(token.extras.get("adm", False)))
+        return CurrentUser(
+            id=uuid.UUID(token.sub),
+            is_admin=bool(token.extras.get("adm", False)),
+            token_id=token.jti,
+            token_generation=generation,
+        )
     except ValueError:
         return None
 
@@ -97,9 +114,19 @@ BEARER_REQUIREMENT: dict[str, list[str]] = {"BearerToken": []}
 """The OpenAPI security requirement of every route that needs a token; public routes name none."""
 
 
+@dataclass
 class BearerTokenAuth(JWTCookieAuth[CurrentUser, Token]):
     """The JWT cookie auth as the API documents it: an HTTP bearer scheme (the cookie serves the queue UI alone,
-    which is not in the document), required by the routes that declare `BEARER_REQUIREMENT`, not globally."""
+    which is not in the document), required by the routes that declare `BEARER_REQUIREMENT`, not globally; its
+    middleware refuses the tokens in `revoked`."""
+
+    revoked: RevokedTokens = field(default_factory=RevokedTokens)
+
+    @property
+    def middleware(self) -> DefineMiddleware:
+        defined = super().middleware
+        defined.kwargs["revoked"] = self.revoked
+        return defined
 
     @property
     def openapi_components(self) -> Components:
@@ -113,7 +140,7 @@ class BearerTokenAuth(JWTCookieAuth[CurrentUser, Token]):
         return app_config
 
 
-def build_jwt_auth(secret_key: str, token_ttl_s: int) -> JWTCookieAuth[CurrentUser, Token]:
+def build_jwt_auth(secret_key: str, token_ttl_s: int) -> BearerTokenAuth:
     """Bearer tokens everywhere; the admin UI (a browser page) may also send the token as a cookie, which is
     scoped to that path, so no cookie ever authenticates an /api request."""
     return BearerTokenAuth(
@@ -137,8 +164,13 @@ class TokenIssuer:
         self.auth = auth
         self.lifetime_s = int(auth.default_token_expiration.total_seconds())
 
-    def issue(self, user_id: uuid.UUID, is_admin: bool) -> str:
-        return self.auth.create_token(identifier=str(user_id), token_extras={"adm": is_admin})
+    def issue(self, user_id: uuid.UUID, is_admin: bool, generation: int) -> str:
+        """Each token has its own id (`jti`), which logout revokes, and the user's token generation."""
+        return self.auth.create_token(
+            identifier=str(user_id),
+            token_unique_jwt_id=uuid.uuid4().hex,
+            token_extras={"adm": is_admin, "gen": generation},
+        )
 
 
 def admin_ui_cookie(token: str, token_ttl_s: int) -> Cookie:

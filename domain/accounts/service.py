@@ -1,15 +1,17 @@
-"""Account rules: unique emails, hashed passwords, credential checks."""
+"""Account rules: unique emails, hashed passwords, credential checks, password changes."""
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
 from advanced_alchemy.exceptions import IntegrityError
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
 
-from db.models import User
+from db.models import TokenRevocation, User
 from domain.accounts.passwords import hash_password, verify_password
 from domain.errors import ConflictError, InvalidInput, Unauthorized
 
@@ -54,3 +56,34 @@ class UserService(SQLAlchemyAsyncRepositoryService[User]):
 
     async def get_user(self, user_id: uuid.UUID) -> User | None:
         return await self.get_one_or_none(id=user_id)
+
+    async def change_password(
+        self, user: User, current_password: str, new_password: str, tokens_live_s: int
+    ) -> TokenRevocation:
+        """Checks `current_password` (`InvalidInput` if wrong), stores the new hash and raises the user's token
+        generation, with the revocation row every process reads, in one transaction: every token issued before
+        stops working, and a concurrent change or login cannot slip a token in between (the row is locked)."""
+        if not await verify_password(user.password_hash, current_password):
+            raise InvalidInput("current_password: wrong password")
+        return await self._raise_generation(user.id, tokens_live_s, await hash_password(new_password))
+
+    async def revoke_all(self, user_id: uuid.UUID, tokens_live_s: int) -> TokenRevocation:
+        """Every token of the user: logout with a token that has no id of its own (issued before tokens had one)."""
+        return await self._raise_generation(user_id, tokens_live_s, None)
+
+    async def _raise_generation(
+        self, user_id: uuid.UUID, tokens_live_s: int, new_password_hash: str | None
+    ) -> TokenRevocation:
+        session = self.repository.session
+        locked = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one()
+        if new_password_hash is not None:
+            locked.password_hash = new_password_hash
+        locked.token_generation += 1
+        revocation = TokenRevocation(
+            user_id=user_id,
+            generation=locked.token_generation,
+            expires_at=datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=tokens_live_s),
+        )
+        session.add(revocation)
+        await session.commit()
+        return revocation

@@ -13,6 +13,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.types import Scope
 
+from domain.accounts.revocation import RevokedTokens
 from domain.accounts.schemas import CurrentUser
 from domain.accounts.security import user_from_token
 
@@ -47,10 +48,11 @@ def token_of(scope: Scope) -> str | None:
 
 
 class TokenVerifier:
-    """Verifies tokens exactly as the HTTP API does: same secret, algorithm and expiry check."""
+    """Verifies tokens exactly as the HTTP API does: same secret, algorithm, expiry check and revocations."""
 
-    def __init__(self, jwt_auth: JWTCookieAuth[CurrentUser, Token]) -> None:
+    def __init__(self, jwt_auth: JWTCookieAuth[CurrentUser, Token], revoked: RevokedTokens) -> None:
         self.jwt_auth = jwt_auth
+        self.revoked = revoked
 
     async def identify(self, scope: Scope) -> Identity | None:
         encoded = token_of(scope)
@@ -63,7 +65,9 @@ class TokenVerifier:
         except NotAuthorizedException:
             return None
         user = await user_from_token(token, ASGIConnection[Any, Any, Any, Any](scope))
-        return Identity(user, token.exp.timestamp()) if user is not None else None
+        if user is None or self.revoked.refuses(user):
+            return None
+        return Identity(user, token.exp.timestamp())
 
 
 def canonical_channel(name: str) -> str:

@@ -15,10 +15,9 @@ from typing import Protocol
 import asyncpg
 from litestar import Litestar, asgi
 from litestar.enums import ScopeType
-from litestar.security.jwt import JWTCookieAuth, Token
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from domain.accounts.schemas import CurrentUser
+from domain.accounts.security import BearerTokenAuth
 from domain.events.authorization import ChannelAuthorizer, TokenVerifier
 from domain.events.bus import EventKeys
 from domain.events.history import History
@@ -36,6 +35,7 @@ DIRECT_SEND = "roi.direct_send"
 REPLAY_CONNECTIONS = 16
 REPLAY_TIMEOUT_S = 2.0
 TOKEN_REFUSED = "token missing, invalid, expired or revoked: sign in again"
+TOKEN_REVOKED = "token revoked (signed out, or the password changed): sign in again"
 SHUTTING_DOWN = "server shutting down: reconnect with since"
 
 
@@ -66,6 +66,7 @@ class LiveEvents:
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self.verifier.revoked.on_revocation(self.close_revoked)
         await self.hub.start()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
 
@@ -122,6 +123,13 @@ class LiveEvents:
             self.stats.open_sockets(-1)
             self.stats.disconnected(socket.reason)
 
+    def close_revoked(self) -> None:
+        """Revocations arrived: the sockets of tokens they refuse are closed with 4401 (within the poll interval)."""
+        revoked = self.verifier.revoked
+        for socket in list(self.sockets):
+            if revoked.refuses(socket.user):
+                socket.close_soon(CloseCode.UNAUTHORIZED, TOKEN_REVOKED)
+
     def raise_high_water(self, depth: int) -> None:
         self.high_water = depth
         self.stats.backlog_high_water(depth)
@@ -157,7 +165,7 @@ class LiveEventsNeeds(Protocol):
     """What the endpoint takes from the process's services."""
 
     settings: Settings
-    jwt_auth: JWTCookieAuth[CurrentUser, Token]
+    jwt_auth: BearerTokenAuth
     asyncpg_pool: asyncpg.Pool
 
 
@@ -175,7 +183,7 @@ def live_events_lifespan(
         live = LiveEvents(
             EventHub(redis_url, keys),
             History(replay_redis, keys),
-            TokenVerifier(services.jwt_auth),
+            TokenVerifier(services.jwt_auth, services.jwt_auth.revoked),
             ChannelAuthorizer(services.asyncpg_pool),
             config,
             stats,

@@ -20,7 +20,7 @@ from domain.http import json_bytes
 from domain.uploads import tus
 from domain.uploads.schemas import UploadOut, UploadPage
 from domain.uploads.service import ClientGone, UploadService
-from infra.openapi import documented, errors, headers_only
+from infra.openapi import documented, errors, headers_only, tus_operation
 
 UPLOADS_PATH = "/api/uploads"
 NO_STORE = {"Cache-Control": "no-store"}
@@ -60,6 +60,9 @@ class UploadController(Controller):
         summary="tus capabilities",
         responses=headers_only(HTTP_204_NO_CONTENT, "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm")
         | errors(401),
+        operation_class=tus_operation(
+            {}, ("Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm"), "none"
+        ),
     )
     async def capabilities(self, request: Caller, uploads: UploadService) -> Response[None]:
         return Response(
@@ -78,6 +81,11 @@ class UploadController(Controller):
         summary="Create an upload (tus creation, creation-with-upload)",
         responses=headers_only(HTTP_201_CREATED, "Location names the new upload; Upload-Offset is what it holds")
         | errors(400, 401, 408, 409, 412, 413, 460, 507),
+        operation_class=tus_operation(
+            {"Tus-Resumable": True, "Upload-Length": True, "Upload-Metadata": False, "Upload-Checksum": False},
+            ("Location", "Upload-Offset", "Upload-Expires"),
+            "optional",
+        ),
     )
     async def create_upload(self, request: Caller, uploads: UploadService) -> Response[bytes]:
         headers = request.headers
@@ -103,6 +111,9 @@ class UploadController(Controller):
         summary="The upload's offset (tus)",
         responses=headers_only(HTTP_200_OK, "Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires")
         | errors(401, 404, 410, 412),
+        operation_class=tus_operation(
+            {"Tus-Resumable": True}, ("Upload-Offset", "Upload-Length", "Upload-Metadata", "Upload-Expires"), "none"
+        ),
     )
     async def upload_offset(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[None]:
         tus.check_version(request.headers.get("tus-resumable"))
@@ -120,6 +131,11 @@ class UploadController(Controller):
         summary="Append to the upload (tus)",
         responses=headers_only(HTTP_204_NO_CONTENT, "Upload-Offset after the appended bytes; Upload-Expires")
         | errors(400, 401, 404, 408, 409, 410, 412, 413, 415, 423, 460, 507),
+        operation_class=tus_operation(
+            {"Tus-Resumable": True, "Upload-Offset": True, "Upload-Checksum": False},
+            ("Upload-Offset", "Upload-Expires"),
+            "required",
+        ),
     )
     async def append_to_upload(self, upload_id: str, request: Caller, uploads: UploadService) -> Response[None]:
         headers = request.headers
@@ -141,6 +157,7 @@ class UploadController(Controller):
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete the upload (tus termination)",
         responses=errors(401, 404, 412),
+        operation_class=tus_operation({"Tus-Resumable": True}, (), "none"),
     )
     async def delete_upload(self, upload_id: str, request: Caller, uploads: UploadService) -> None:
         tus.check_version(request.headers.get("tus-resumable"))

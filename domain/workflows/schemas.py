@@ -101,6 +101,14 @@ class RunAccepted(msgspec.Struct):
     job_id: str | None
 
 
+class WorkflowCashFlows(msgspec.Struct):
+    """What a chart of the workflow needs: its cash flows, period 0 first (`null` only if its ledger is gone)."""
+
+    workflow_id: uuid.UUID
+    upload_id: uuid.UUID | None
+    cash_flows: list[float] | None
+
+
 class WorkflowResultOut(msgspec.Struct):
     workflow_id: uuid.UUID
     finished_at: datetime.datetime

@@ -94,6 +94,12 @@ class WorkflowReader:
         entry = self.keys.page(owner_id, status, limit, offset, cursor)
         return await self.cache.read_through(entry, partial(self._page, owner_id, status, limit, offset, after))
 
+    async def cash_flows_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
+        body: bytes | None = await self.asyncpg_pool.fetchval(queries.WORKFLOW_CASH_FLOWS, workflow_id, owner_id)
+        if body is None:
+            raise NotFound("no workflow with this id")
+        return body
+
     async def result_json(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> bytes:
         row = await self.asyncpg_pool.fetchrow(queries.WORKFLOW_RESULT, workflow_id, owner_id)
         if row is None:

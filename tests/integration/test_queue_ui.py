@@ -87,8 +87,9 @@ async def test_the_queue_ui_is_for_admins_only(
     await start_run(client, alice, workflow["id"])
     status, body = await queues(client, admin.headers)
     assert status == 200, body
-    [queue] = body["queues"]
+    queue, *lanes = body["queues"]
     assert queue["name"] == queue_name(settings)
+    assert [lane["name"] for lane in lanes] == ["high", "normal", "low"]
     assert (queue["queued"], queue["active"]) == (1, 0), "one run waits, no worker runs"
     client.cookies.clear()
     assert (await client.get("/saq/", headers=admin.headers)).status_code == 200
@@ -103,7 +104,7 @@ async def test_an_admins_login_cookie_opens_the_queue_ui_and_nothing_else(
 
     status, body = await queues(client, cookie_header(set_cookie))
     assert status == 200, "the cookie alone, without an Authorization header, opens the UI"
-    assert len(body["queues"]) == 1
+    assert len(body["queues"]) == 4, "the queue and its three lanes"
     assert (await queues(client, admin.headers))[0] == 200
 
 
@@ -164,3 +165,83 @@ async def test_the_ui_s_bare_path_redirects_to_its_root(client: AsyncTestClient[
     answer = await client.get("/saq?x=1", follow_redirects=False)
     assert answer.status_code == 308
     assert answer.headers["location"] == "/saq/?x=1"
+
+
+async def test_the_ui_shows_each_lane_s_depth(
+    client: AsyncTestClient[Litestar], alice: Account, db: asyncpg.Pool, settings: Settings, empty_lanes: None
+) -> None:
+    admin, _ = await sign_up_admin(client, db)
+    for priority in ("high", "high", "low"):
+        workflow = await create(client, alice, cash_flows=[-100.0, 60.0, 60.0], priority=priority)
+        await start_run(client, alice, workflow["id"])
+    status, body = await queues(client, admin.headers)
+    assert status == 200, body
+    depths = {queue["name"]: queue["queued"] for queue in body["queues"]}
+    assert depths == {queue_name(settings): 3, "high": 2, "normal": 0, "low": 1}
+    client.cookies.clear()
+    lane = await client.get(f"{QUEUES}/high", headers=admin.headers)
+    assert lane.status_code == 200, lane.text
+    assert lane.json()["queue"]["queued"] == 2
+
+
+def set_cookie_of(answer: Any) -> str:
+    [set_cookie] = [value for name, value in answer.headers.multi_items() if name == "set-cookie"]
+    return str(set_cookie)
+
+
+async def test_an_admin_who_is_not_signed_in_is_shown_a_sign_in_form_that_sets_the_cookie(
+    client: AsyncTestClient[Litestar], alice: Account, db: asyncpg.Pool, empty_lanes: None
+) -> None:
+    client.cookies.clear()
+    page = await client.get("/saq/", follow_redirects=False)
+    assert page.status_code == 303, "a person opening the UI is sent to the form, not shown a bare 401"
+    assert page.headers["location"] == "/saq/sign-in"
+    assert (await client.get(QUEUES)).status_code == 401, "the UI's JSON API still answers 401"
+
+    form = await client.get("/saq/sign-in")
+    assert form.status_code == 200
+    assert form.headers["content-type"].startswith("text/html")
+    assert '<form method="post" action="/saq/sign-in">' in form.text
+    assert "frame-ancestors 'none'" in form.headers["content-security-policy"]
+
+    registration = RegistrationFactory.build()
+    credentials = {"email": registration.email, "password": registration.password}
+    created = await client.post("/api/auth/register", json={**credentials, "name": registration.name})
+    assert created.status_code == 201
+
+    wrong = await client.post("/saq/sign-in", data={**credentials, "password": "wrong-password"})
+    assert wrong.status_code == 401
+    assert "Wrong email or password" in wrong.text
+    assert "set-cookie" not in wrong.headers
+    not_admin = await client.post("/saq/sign-in", data=credentials)
+    assert not_admin.status_code == 403
+    assert "not an admin" in not_admin.text
+    assert "set-cookie" not in not_admin.headers
+
+    await db.execute("UPDATE users SET is_admin = true WHERE email = $1", registration.email)
+    forged = await client.post("/saq/sign-in", data=credentials, headers={"Origin": "https://elsewhere.example"})
+    assert forged.status_code == 403, "a form on another site cannot sign this browser in"
+    assert "set-cookie" not in forged.headers
+    cross_site = await client.post("/saq/sign-in", data=credentials, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross_site.status_code == 403
+
+    signed_in = await client.post(
+        "/saq/sign-in", data=credentials, headers={"Origin": "http://testserver.local"}, follow_redirects=False
+    )
+    assert signed_in.status_code == 303, signed_in.text
+    assert signed_in.headers["location"] == "/saq/"
+    set_cookie = set_cookie_of(signed_in)
+    attributes = {part.strip().lower() for part in set_cookie.split(";")[1:]}
+    assert {"path=/saq", "httponly", "samesite=strict"} <= attributes, set_cookie
+    cookie = cookie_header(set_cookie)
+    client.cookies.clear()
+    assert (await client.get("/saq/", headers=cookie)).status_code == 200
+    assert (await queues(client, cookie))[0] == 200
+    client.cookies.clear()
+    assert (await client.get("/api/me", headers=cookie)).status_code == 401, "never a key to the API"
+
+    client.cookies.clear()
+    signed_out = await client.post("/saq/sign-out", headers=cookie, follow_redirects=False)
+    assert signed_out.status_code == 303
+    assert "max-age=0" in set_cookie_of(signed_out).lower()
+    assert (await queues(client, cookie))[0] == 401, "the cookie's token is revoked, not merely forgotten"

@@ -236,6 +236,8 @@ async def test_a_workflow_made_from_a_ready_upload_analyses_its_cash_flows(
         created = await api.post("/api/workflows", json=body, headers=alice.headers)
         assert created.status_code == 201, created.text
         workflow_id = created.json()["id"]
+        flows = (await api.get(f"/api/workflows/{workflow_id}/cash-flows", headers=alice.headers)).json()
+        assert flows == {"workflow_id": workflow_id, "upload_id": upload_id, "cash_flows": expected}
         assert (await api.post(f"/api/workflows/{workflow_id}/run", headers=alice.headers)).status_code == 202
 
         async def finished() -> bool:

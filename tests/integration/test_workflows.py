@@ -207,3 +207,16 @@ async def test_agents_list_every_step_kind(client: AsyncTestClient, alice: Accou
         ["ingest", "validate", "analyze", "simulate", "report"]
     )
     assert all(agent["available"] and agent["name"] and agent["description"] for agent in agents)
+
+
+async def test_a_workflow_s_cash_flows_read_back_for_its_owner_only(
+    client: AsyncTestClient, alice: Account, bob: Account
+) -> None:
+    flows = [-1000.0, 300.5, 400.0, 1e-9, 500.0]
+    workflow = await create(client, alice, cash_flows=flows)
+    answer = await client.get(f"/api/workflows/{workflow['id']}/cash-flows", headers=alice.headers)
+    assert answer.status_code == 200
+    assert answer.json() == {"workflow_id": workflow["id"], "upload_id": None, "cash_flows": flows}
+    assert (await client.get(f"/api/workflows/{workflow['id']}/cash-flows", headers=bob.headers)).status_code == 404
+    missing = await client.get("/api/workflows/00000000-0000-0000-0000-000000000000/cash-flows", headers=alice.headers)
+    assert missing.status_code == 404
