@@ -67,6 +67,7 @@ GRACE_S = 5.0
 """After a fault's window, how long a 503 or a lost request is still put down to it (pools notice a restart on
 their next use, a client's keep-alive connection on its next request)."""
 RSS_SAMPLE_S = 5.0
+LEFT_BEHIND_S = 10.0
 DEFAULT_DURATION_S = 60.0
 
 
@@ -182,8 +183,7 @@ async def _chaos(cluster: Cluster, duration_s: float, seed: int, kinds: list[str
     for user in users:
         user.connection.close()
     exit_code = await asyncio.to_thread(cluster.stop_api)
-    left = await _connections(cluster)
-    leaked = cluster.leaked_pids()
+    left, leaked = await _left_behind(cluster)
     checks.append(
         Check(
             "no process or connection left behind",
@@ -230,6 +230,17 @@ async def _users(
                 ChaosUser(number, server, token, user_id, workflows, answers, uploads, body["password"], body["email"])
             )
     return users
+
+
+async def _left_behind(cluster: Cluster) -> tuple[dict[str, Any], list[int]]:
+    """Connections and processes still there once `roi serve` stopped, given LEFT_BEHIND_S for the servers to see
+    the last sockets close (PostgreSQL's backends exit on their next read)."""
+    deadline = time.monotonic() + LEFT_BEHIND_S
+    while True:
+        left, leaked = await _connections(cluster), cluster.leaked_pids()
+        if (not left["postgres"] and not left["redis"] and not leaked) or time.monotonic() > deadline:
+            return left, leaked
+        await asyncio.sleep(0.2)
 
 
 async def _sample_rss(cluster: Cluster, rss: Rss, answers: Answers, stopping: asyncio.Event) -> None:
