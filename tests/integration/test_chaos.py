@@ -23,8 +23,8 @@ from bench.chaos_faults import FAULTS, KILL_GRANIAN_WORKER
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 
 SEED = 20261327
-"""Its first minute, with today's six kinds, injected two cut uploads, an API restart, a roi worker kill and a fast
-PostgreSQL restart (how long each restart takes decides how many fit)."""
+"""With Granian worker kills its first minute injected a cut upload, a fast PostgreSQL restart, two roi worker kills
+and a Granian worker kill (how long each restart takes decides how many fit)."""
 DURATION_S = 60
 RUN_TIMEOUT_S = 540
 GRANIAN_RESPAWNS = "respawn_failed_workers" in inspect.getsource(app.cli)
