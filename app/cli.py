@@ -224,7 +224,11 @@ async def _create_user(settings: Settings, email: str, name: str, password: str,
 @main.command()
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Granian worker processes.")
 @click.option("--connections", default=32, show_default=True, type=click.IntRange(1), help="Concurrent connections.")
-@click.option("--duration", type=click.FloatRange(min=0.1), help="Seconds measured per scenario, round [10; quick 2].")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1),
+    help="Seconds measured per scenario, round [10; quick 2]; for chaos, of the whole load [60].",
+)
 @click.option("--quick", is_flag=True, help="Short windows (2 s after a 0.5 s warm-up) for a fast check.")
 @click.option("--rounds", default=3, show_default=True, type=click.IntRange(1), help="Interleaved rounds.")
 @click.option(
@@ -232,10 +236,20 @@ async def _create_user(settings: Settings, email: str, name: str, password: str,
     "scenarios",
     multiple=True,
     help="Run this scenario (repeatable); the floor always runs. `scale` (11,000 vs 1,000,000 workflows: minutes, GBs "
-    "and a kept template database) runs only when named; ROI_BENCH_SCALE_ROWS sets a smaller large size.",
+    "and a kept template database) runs only when named; ROI_BENCH_SCALE_ROWS sets a smaller large size. `chaos` "
+    "(faults under the mixed load, then checks; exit 1 if one fails) runs only when named, and alone.",
 )
 @click.option("--all", "run_all", is_flag=True, help="Run every registered scenario but `scale` (the default).")
 @click.option("--output", type=click.Path(dir_okay=False), help="The JSON report [bench-results/bench-<time>.json].")
+@click.option(
+    "--seed", type=click.IntRange(0), help="chaos: the seed of the faults' order and timing [random, printed]."
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    help="chaos: inject only this kind of fault (repeatable) [every kind; revoke_token when logout exists].",
+)
 def bench(
     workers: int,
     connections: int,
@@ -245,6 +259,8 @@ def bench(
     scenarios: tuple[str, ...],
     run_all: bool,
     output: str | None,
+    seed: int | None,
+    faults: tuple[str, ...],
 ) -> None:
     """Load the service on its own servers; report req/s and latencies against the /health floor of the same run."""
     try:
@@ -255,6 +271,11 @@ def bench(
         raise click.ClickException(
             f"roi bench runs from a source checkout installed with `pip install -e '.[dev]'`; {missing} is missing"
         ) from error
+    if "chaos" in scenarios:
+        if len(scenarios) > 1:
+            raise click.UsageError("--scenario chaos runs alone: it owns and breaks its servers")
+        importlib.import_module("bench.chaos").run_chaos(duration, seed, faults, output)
+        return
     runner.run_bench(
         workers=workers,
         connections=connections,

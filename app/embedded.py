@@ -115,12 +115,13 @@ def start_postgres(data_dir: Path, port: int | None = None) -> EmbeddedServer:
     return server
 
 
-def start_valkey(data_dir: Path) -> EmbeddedServer:
-    """Start Valkey on data_dir/"valkey"; it saves an RDB snapshot on shutdown so queued jobs survive restarts."""
+def start_valkey(data_dir: Path, port: int | None = None) -> EmbeddedServer:
+    """Start Valkey on data_dir/"valkey"; it saves an RDB snapshot on shutdown so queued jobs survive restarts. On a
+    free port, or on `port` (a restart that clients must find where it was)."""
     data_dir = _create_data_dir(data_dir)
     valkey_dir = data_dir / "valkey"
     valkey_dir.mkdir(mode=0o700, exist_ok=True)
-    port = _free_port()
+    port = port or _free_port()
     command = [str(valkey_server_path()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(valkey_dir)]
     command += ["--shutdown-on-sigterm", "save", "--daemonize", "no"]
     is_ready = partial(_valkey_answers_ping, port)

@@ -34,12 +34,20 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, sa.TimeoutError):  # no pooled connection came free in DB_POOL_TIMEOUT_S
         return True
     if isinstance(error, sa.DBAPIError):
-        return error.connection_invalidated or isinstance(error.orig, CONNECTION_ERRORS) or is_unavailable_cause(error)
+        return (
+            error.connection_invalidated
+            or isinstance(error.orig, CONNECTION_ERRORS)
+            or is_unavailable_cause(error)
+            or is_unavailable_cause(error.orig)
+        )
     return isinstance(error, CONNECTION_ERRORS)
 
 
-def is_unavailable_cause(error: BaseException) -> bool:
-    cause = error.__cause__
+def is_unavailable_cause(error: BaseException | None) -> bool:
+    """Whether `error` was raised from a connection error. SQLAlchemy's asyncpg dialect raises its own DBAPI error
+    from asyncpg's (`the database system is starting up`, `too many clients`) and wraps that in a DBAPIError whose
+    `orig` it is: the asyncpg error is then the cause of `orig`, not of the DBAPIError."""
+    cause = None if error is None else error.__cause__
     return cause is not None and cause is not error and isinstance(cause, CONNECTION_ERRORS)
 
 

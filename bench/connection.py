@@ -40,7 +40,7 @@ class Connection:
             if body:
                 writer.write(body)
             await writer.drain()
-            answer = await asyncio.wait_for(self._answer(reader), ANSWER_TIMEOUT_S)
+            answer = await asyncio.wait_for(self._answer(reader, method == "HEAD"), ANSWER_TIMEOUT_S)
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as error:
             self.close()
             raise UploadFailed(f"{method} {path}: {error!r}") from error
@@ -49,7 +49,8 @@ class Connection:
         return answer
 
     @staticmethod
-    async def _answer(reader: asyncio.StreamReader) -> Answer:
+    async def _answer(reader: asyncio.StreamReader, is_head: bool) -> Answer:
+        """The answer's head, and its body unless it answers a HEAD (whose Content-Length is the GET's)."""
         status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
         headers = {}
         for line in lines:
@@ -57,7 +58,8 @@ class Connection:
                 name, value = line.split(":", 1)
                 headers[name.strip().lower()] = value.strip()
         length = int(headers.get("content-length", "0"))
-        return Answer(int(status_line.split()[1]), headers, await reader.readexactly(length) if length else b"")
+        body = await reader.readexactly(length) if length and not is_head else b""
+        return Answer(int(status_line.split()[1]), headers, body)
 
     def close(self) -> None:
         if self.streams is not None:

@@ -39,8 +39,8 @@ def status_bytes(pid: int, field_name: str) -> int:
 
 
 def status_mib(pid: int, field_name: str) -> float:
-    """The same in MiB; NaN if the process is gone."""
+    """The same in MiB; NaN if the process is gone, or exited and not yet reaped (a zombie has no memory fields)."""
     try:
         return status_bytes(pid, field_name) / (1 << 20)
-    except FileNotFoundError:
+    except (FileNotFoundError, StopIteration):
         return float("nan")

@@ -150,11 +150,13 @@ class Reconciler:
             logger.warning("cannot check queued runs yet: Redis does not answer")
 
     async def _requeue_if_lost(self, workflow_id: uuid.UUID, job_id: str, priority: Priority, job: Job | None) -> None:
-        """A queued run whose job Redis no longer has, or holds in no lane, goes back into its lane.
+        """A queued run whose job Redis no longer has, holds in no lane, or holds as ended goes back into its lane.
 
-        A job record that exists and is finished belongs to a run that ended meanwhile: left alone.
+        A job ends without ending its run when it raised before the run's first write (PostgreSQL restarting under
+        its claim): SAQ records it failed while PostgreSQL still says queued. Queued again under the same key; a run
+        that did end meanwhile makes the job a no-op (its claim finds the run no longer queued).
         """
-        if job is None:
+        if job is None or job.status in (Status.COMPLETE, Status.FAILED, Status.ABORTED):
             await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)
         elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
             # Popped by a worker that died before it moved the job to the active list.

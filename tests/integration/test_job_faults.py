@@ -236,3 +236,30 @@ async def test_a_high_run_starts_at_once_when_every_slot_is_busy_with_low_ones(
         for workflow in busy:
             assert (await status_of(client, alice, workflow["id"]))["status"] == "running"
             await client.post(f"/api/workflows/{workflow['id']}/cancel", headers=alice.headers)
+
+
+async def test_a_queued_run_whose_job_failed_before_claiming_it_is_queued_again(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, app_queue: PriorityRedisQueue
+) -> None:
+    """The job raised before its run's first write (PostgreSQL restarting under the claim): SAQ recorded it failed
+    while the run stayed queued, which once left the run queued for ever."""
+    workflow = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
+    accepted = await start_run(client, alice, workflow["id"])
+    job = await app_queue.job(accepted["job_id"])
+    assert job is not None
+    await app_queue.redis.lrem(app_queue.lane(job), 0, job.id)
+    await app_queue.finish(job, Status.FAILED, error="ConnectionResetError: [Errno 104] Connection reset by peer")
+    failed = await app_queue.job(accepted["job_id"])
+    assert failed is not None
+    assert failed.status == Status.FAILED
+    assert (await status_of(client, alice, workflow["id"]))["status"] == "queued"
+
+    environment = {"WORKER_REQUEUE_AFTER_S": "0.5", "WORKER_RECONCILE_INTERVAL_S": "0.5"}
+    with reaped() as processes:
+        processes.append(worker_process(settings, **environment))
+
+        async def ended() -> bool:
+            return (await status_of(client, alice, workflow["id"]))["status"] in TERMINAL
+
+        await wait_until(ended, "the run whose job failed before claiming it ends", deadline_s=15)
+    assert (await status_of(client, alice, workflow["id"]))["status"] == "succeeded"
