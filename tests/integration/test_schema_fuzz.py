@@ -153,6 +153,10 @@ def api_schema(server: LiveServer, seeded: Seeded) -> schemathesis.BaseSchema:
     return schema
 
 
+FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "host", "connection"})
+"""Generated values of these are left out: they frame the HTTP message itself, so a malformed one is refused by
+Granian's HTTP parser (a bare 400) before roi sees the request; the client library sets them right."""
+
 fuzzed = schemathesis.pytest.from_fixture("api_schema").exclude(path="/metrics").exclude(path=REVOKING_PATHS)
 
 
@@ -176,6 +180,8 @@ def answers() -> Iterator[dict[str, set[int]]]:
 def test_every_answer_is_documented_and_none_is_a_server_error(
     case: schemathesis.Case[Any], seeded: Seeded, answers: dict[str, set[int]]
 ) -> None:
+    if case.headers:
+        case.headers = {name: value for name, value in case.headers.items() if name.lower() not in FRAMING_HEADERS}
     headers = seeded.account.headers | TUS_HEADERS.get(case.operation.label, {})
     response = case.call_and_validate(headers=headers, checks=CHECKS, timeout=30)
     answers[case.operation.label].add(response.status_code)
