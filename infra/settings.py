@@ -32,7 +32,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_max_connections: PositiveInt = 64
     redis_timeout_s: NonNegativeFloat = 0.05
 
-    worker_processes: PositiveInt = 1
+    worker_processes: Annotated[int, msgspec.Meta(ge=0)] = 1
+    """Job workers `roi serve` runs beside the API; 0 for an API-only host whose jobs run on `roi worker` hosts."""
     worker_concurrency: PositiveInt = 4
     worker_lost_after_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     worker_requeue_after_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0

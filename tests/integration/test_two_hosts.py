@@ -30,6 +30,7 @@ from tests.integration.test_serve import (
     stop_whatever_is_left,
     wait_ready,
 )
+from tests.integration.test_serve_respawn import job_workers
 from tests.integration.test_workflows import new_workflow
 from tests.integration.ws_support import connected, events_until, subscribe
 
@@ -69,10 +70,14 @@ def hosts(settings: Settings, s3_store: str, tmp_path: Path) -> Iterator[list[Ho
                 REDIS_NAMESPACE=settings.redis_namespace,
                 SECRET_KEY=settings.secret_key,
                 UPLOAD_STORE=s3_store,
+                # Host a serves the API only, so every job (parses and runs) is executed by host b's worker.
+                WORKER_PROCESSES="0" if name == "a" else "1",
             )
             started.append(Host(process, f"http://127.0.0.1:{port}", data_dir))
         for host in started:
             wait_ready(host.process, host.base_url, host.data_dir)
+        assert not job_workers(started[0].process.pid), "host a runs no job worker: WORKER_PROCESSES=0"
+        assert job_workers(started[1].process.pid), "host b runs the job worker"
         yield started
         for host in started:
             stop_and_check_nothing_is_left(host.process, host.data_dir)
