@@ -34,6 +34,7 @@ from bench.report import (
 )
 from bench.scenarios import (
     BRIEF,
+    BROWSER,
     FLOOR,
     GOALS,
     JOBS,
@@ -134,6 +135,14 @@ def run_bench(
             s3_results, s3_notes = uvloop.run(measure_s3_uploads(environment, settings, quick, floor))
             results += s3_results
             notes += s3_notes
+        if BROWSER in others:
+            from bench.browser import measure_browser
+
+            browser_results, browser_notes = uvloop.run(
+                measure_browser(deployed, environment, settings.rounds, quick, floor)
+            )
+            results += browser_results
+            notes += browser_notes
         if MIXED in others:
             from bench.mixed import measure_mixed
 
@@ -212,7 +221,7 @@ def _start_servers(
     return servers
 
 
-OTHERS = (JOBS, WS, UPLOADS, UPLOADS_S3, MIXED, OVERLOAD)
+OTHERS = (JOBS, WS, UPLOADS, UPLOADS_S3, BROWSER, MIXED, OVERLOAD)
 """What is measured otherwise than by repeating one HTTP request, after the HTTP scenarios, in this order; then
 SCALE, only when named."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.settings import Settings
-from tests.browser.chromium import ARTIFACTS, MISSING, Browser, chromium, chromium_missing
+from testkit.chromium import ARTIFACTS, MISSING, Browser, chromium, chromium_missing
 from tests.browser.service import ConsoleService
 from tests.integration.conftest import _isolated, database_url, db, service_urls, settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.browser.chromium import Browser
+from testkit.chromium import Browser
 from tests.browser.console_support import (
     PASSWORD,
     check_screen,

@@ -15,8 +15,8 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.select import Select
 
+from testkit.chromium import Browser
 from testkit.ledgers import csv_ledger_bytes
-from tests.browser.chromium import Browser
 from tests.browser.console_support import (
     PASSWORD,
     check_screen,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.chromium import Browser
+from testkit.chromium import Browser
 from tests.browser.service import ConsoleService
 
 pytestmark = pytest.mark.slow

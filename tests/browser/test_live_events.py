@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from infra.settings import Settings
-from tests.browser.chromium import Browser
+from testkit.chromium import Browser
 from tests.browser.console_support import element, new_email, register, text_of, wait_for_screen
 from tests.browser.service import ConsoleService
 from tests.integration.ws_support import token_for

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from infra.settings import Settings
-from tests.browser.chromium import Browser
+from testkit.chromium import Browser
 from tests.browser.console_support import check_screen, element, new_email, register, wait_for_screen
 from tests.browser.service import ConsoleService
 

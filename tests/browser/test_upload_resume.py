@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testkit.chromium import Browser
 from testkit.ledgers import csv_ledger_bytes
-from tests.browser.chromium import Browser
 from tests.browser.console_support import check_screen, element, new_email, register, text_of, wait_for_screen
 from tests.browser.service import ConsoleService
 

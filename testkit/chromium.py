@@ -1,9 +1,11 @@
-"""Headless Chromium driven by Selenium, for the console's and the docs' browser tests: every request the page made
-(from Chrome's performance log), its console messages, screenshots, and axe-core's accessibility check."""
+"""Headless Chromium driven by Selenium, for the console's and the docs' browser tests and `roi bench`: every
+request the page made (from Chrome's performance log), its console messages, screenshots, and axe-core's
+accessibility check."""
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import shutil
 import tempfile
@@ -17,8 +19,10 @@ from urllib.parse import urlsplit
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 MISSING = "Chromium/chromedriver not installed: apt-get install chromium chromium-driver"
-AXE = Path(__file__).resolve().parents[2] / "web" / "vendor" / "axe-core-4.14.1" / "axe.min.js"
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+NO_SELENIUM = "Selenium not installed: pip install -e '.[dev]'"
+ROOT = Path(__file__).resolve().parents[1]
+AXE = ROOT / "web" / "vendor" / "axe-core-4.14.1" / "axe.min.js"
+ARTIFACTS = ROOT / "tests" / "browser" / "artifacts"
 LOCAL_HOSTS = {"127.0.0.1"}
 NETWORK_SCHEMES = {"http", "https", "ws", "wss"}
 WAIT_S = 30.0
@@ -39,6 +43,10 @@ FLAGS = (
 
 def chromium_missing() -> bool:
     return not (CHROMIUM.exists() and CHROMEDRIVER.exists())
+
+
+def selenium_missing() -> bool:
+    return importlib.util.find_spec("selenium") is None
 
 
 class Browser:
