@@ -11,11 +11,24 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ValidationException
+from litestar.response.base import ASGIResponse
 
 
 def json_bytes(body: bytes, status_code: int = 200) -> Response[bytes]:
     """A response whose body is JSON already rendered elsewhere (PostgreSQL, the cache): sent as is."""
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+class HeadResponse(Response[None]):
+    """An answer to HEAD: headers only. A plain `Response(None)` is rendered as the JSON `null`, so it went out as
+    `Content-Type: application/json` with `Content-Length: 4` for a body HEAD never carries; tus clients read only
+    the headers, and a proxy must not take those four bytes for the resource."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        super().__init__(None, headers=headers)
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        return super().to_asgi_response(*args, **{**kwargs, "is_head_response": True})
 
 
 def strict_body(schema: type) -> Callable[[Request[Any, Any, Any]], Awaitable[None]]:

@@ -16,7 +16,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from domain.accounts.security import BEARER_REQUIREMENT, Caller
 from domain.errors import InvalidInput, NotFound, UnsupportedMediaType
-from domain.http import json_bytes
+from domain.http import HeadResponse, json_bytes
 from domain.uploads import tus
 from domain.uploads.schemas import UploadOut, UploadPage
 from domain.uploads.service import ClientGone, UploadService
@@ -123,7 +123,7 @@ class UploadController(Controller):
             headers["Upload-Metadata"] = state.tus_metadata
         if state.expires_at is not None:
             headers["Upload-Expires"] = tus.http_date(state.expires_at)
-        return Response(None, headers=headers)
+        return HeadResponse(headers)
 
     @patch(
         "/{upload_id:str}",

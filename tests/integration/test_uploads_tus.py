@@ -80,6 +80,8 @@ async def test_chunks_append_in_order_and_head_reports_the_offset_of_record(
     assert (head.headers["upload-offset"], head.headers["upload-length"]) == ("0", str(len(LEDGER)))
     assert head.headers["cache-control"] == "no-store"
     assert head.headers["tus-resumable"] == "1.0.0"
+    assert (head.content, head.headers.get("content-length", "0")) == (b"", "0")  # no rendered `null`
+    assert "content-type" not in head.headers
     assert head.headers["upload-metadata"] == metadata(filename="q1.csv")
     assert "upload-expires" in head.headers
 
