@@ -2,7 +2,10 @@
 
 Both pools fail fast when PostgreSQL is gone (connections refused, or cut under a running query), so no request
 hangs; the ORM pool's pre-ping and asyncpg's pool replace dead connections, so the service recovers by itself
-when PostgreSQL is back. Any other database error is still a 500 and logged as one.
+when PostgreSQL is back. A connection broken mid-query can look alive (its protocol still busy with the lost
+operation: `cannot switch to state 12; another operation is in progress`): the raw pool skips the reset round trip
+that would notice, so on such an error every pooled connection is replaced, and the ORM engine counts the same errors
+as disconnects (`db.pools`). Any other database error is still a 500 and logged as one.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from typing import Any
 
 import asyncpg
 from litestar import Request, Response
+from litestar.background_tasks import BackgroundTask
 from sqlalchemy import exc as sa
+
+from db.pools import BROKEN_CONNECTION_ERRORS, is_broken_connection
 
 RETRY_AFTER_S = 2
 
@@ -22,6 +28,7 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.TooManyConnectionsError,
+    *BROKEN_CONNECTION_ERRORS,
     ConnectionError,
     TimeoutError,
 )
@@ -51,11 +58,24 @@ def is_unavailable_cause(error: BaseException | None) -> bool:
     return cause is not None and cause is not error and isinstance(cause, CONNECTION_ERRORS)
 
 
-def database_error_response(_: Request[Any, Any, Any], error: Exception) -> Response[dict[str, object]]:
+def database_error_response(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, object]]:
     if is_unavailable(error):
         return Response(
             {"status_code": 503, "detail": "the database is unavailable; retry shortly"},
             status_code=503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
+            background=replace_pooled_connections(request, error),
         )
     return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
+
+
+def replace_pooled_connections(request: Request[Any, Any, Any], error: Exception) -> BackgroundTask | None:
+    """After a raw-pool connection broke (ORM errors arrive wrapped and are the engine's business), the pool's
+    connections are replaced as they are next used, the broken one among them, instead of failing every request
+    that draws it; the old ones are closed in the background. Run once the 503 is sent."""
+    if not is_broken_connection(error):
+        return None
+    pool: asyncpg.Pool | None = getattr(getattr(request.app.state, "services", None), "asyncpg_pool", None)
+    if pool is None:
+        return None
+    return BackgroundTask(pool.expire_connections)

@@ -8,7 +8,8 @@ from functools import partial
 
 import asyncpg
 import msgspec
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from db.statements import StatementObserver, asyncpg_pool_logger
@@ -17,6 +18,29 @@ from infra.settings import Settings
 SESSION_SETTINGS = {"timezone": "UTC", "idle_in_transaction_session_timeout": "60000"}
 """Every connection's session: UTC, and PostgreSQL ends a transaction left idle for a minute (a connection lost
 mid-transaction by a crashed or cancelled task must not hold its locks for ever)."""
+
+
+BROKEN_CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.InterfaceError,
+)
+"""What a connection lost or left mid-operation raises (`cannot switch to state 12; another operation is in
+progress`): the connection is unusable, though its socket may look open. Not `DataError` (an `InterfaceError` too),
+which is a bad argument on a healthy connection."""
+
+
+def is_broken_connection(error: BaseException | None) -> bool:
+    return isinstance(error, BROKEN_CONNECTION_ERRORS) and not isinstance(error, asyncpg.exceptions.DataError)
+
+
+def _count_broken_as_disconnect(context: ExceptionContext) -> None:
+    """SQLAlchemy invalidates a connection (and the pool's older ones) only for what its dialect calls a
+    disconnect, which asyncpg's dialect decides by the socket alone: a connection whose protocol was left
+    mid-operation went back to the pool, and failed the next request that drew it."""
+    error = context.original_exception
+    if is_broken_connection(error) or is_broken_connection(error.__cause__):
+        context.is_disconnect = True
 
 
 def asyncpg_dsn(database_url: str) -> str:
@@ -68,7 +92,7 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
     """The ORM engine: pre-pinged, recycled, bounded, statement errors logged without their parameters (no emails
     or password hashes in the log)."""
     assert settings.database_url, "DATABASE_URL is set before anything connects"
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
@@ -78,3 +102,5 @@ def create_engine(settings: Settings, application_name: str) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_s,
         connect_args={"server_settings": {"application_name": application_name, **SESSION_SETTINGS}},
     )
+    event.listen(engine.sync_engine, "handle_error", _count_broken_as_disconnect)
+    return engine

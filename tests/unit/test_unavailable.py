@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import exc as sa
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection, AsyncAdapt_asyncpg_dbapi
 
-from app.unavailable import database_error_response
+from app.unavailable import database_error_response, is_unavailable
 
 REFUSALS = [
     asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
@@ -45,3 +45,16 @@ def test_a_query_error_is_still_a_500() -> None:
     error = asyncpg.exceptions.UndefinedTableError('relation "nope" does not exist')
 
     assert database_error_response(None, _as_sqlalchemy_raises_it(error)).status_code == 500  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation is in progress"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_connection_lost_mid_query_is_unavailability_raw_or_through_the_orm(lost: Exception) -> None:
+    assert is_unavailable(lost)
+    assert is_unavailable(_as_sqlalchemy_raises_it(lost))
