@@ -72,15 +72,19 @@ async def create_asyncpg_pool(
     application_name: str,
     observers: list[StatementObserver] | None = None,
     max_size: int | None = None,
+    min_size: int = 1,
 ) -> asyncpg.Pool:
     """A pool whose `json` results arrive as bytes; every statement is reported to each of `observers`.
+
+    With `min_size` 0 it opens no connection until the first statement, so it can be created while PostgreSQL is
+    down (an API process that starts then answers 503 until it is back, instead of failing to start).
 
     `observers` is read at call time, so observers added later (the slow-query log, a test's counter) see everything.
     """
     assert settings.database_url, "DATABASE_URL is set before anything connects"
     return await asyncpg.create_pool(
         asyncpg_dsn(settings.database_url),
-        min_size=1,
+        min_size=min_size,
         max_size=max_size or settings.db_asyncpg_pool_size,
         init=partial(_prepare_connection, observers if observers is not None else []),
         reset=_keep_session,

@@ -112,7 +112,9 @@ class ApiServices(Services):
         record_cache_outcome: CacheOutcome = ignore_outcome,
     ) -> ApiServices:
         redis_url = _redis_url(settings)
-        asyncpg_pool = await create_asyncpg_pool(settings, "roi", query_observers)
+        # Nothing here waits for PostgreSQL or Redis: a worker started while either is down must come up and answer
+        # 503 until they are back (a worker that exits at start-up is respawned, and Granian stops on a crash loop).
+        asyncpg_pool = await create_asyncpg_pool(settings, "roi", query_observers, min_size=0)
         redis = create_cache_redis(redis_url, settings.redis_max_connections, settings.redis_timeout_s)
         batched_reads = PipelinedGet(redis_url, settings.redis_timeout_s)
         cache = Cache(redis, settings.redis_namespace, record=record_cache_outcome, fast_get=batched_reads)

@@ -106,7 +106,7 @@ class RevocationFeed:
         """Reads every unexpired revocation before the process serves anything, then polls in the background."""
         try:
             self._apply(await self.pool.fetch(_UNEXPIRED))
-        except (OSError, asyncpg.PostgresError) as error:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             logger.warning("revocations not read at start (%s); retrying in the background", error)
         self._task = asyncio.get_running_loop().create_task(self._poll_forever())
 

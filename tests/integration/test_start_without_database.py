@@ -1,0 +1,71 @@
+"""An API process that starts while PostgreSQL is down comes up anyway: it answers 503 (and /ready 503) until
+PostgreSQL is back, then serves, with no restart. A start-up that needed PostgreSQL made each Granian worker exit, and
+Granian gives up on a worker that dies again within seconds: `roi serve` exited instead of waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from litestar.testing import AsyncTestClient
+
+from app.asgi import create_app
+from app.embedded import EmbeddedServer, start_postgres
+from db.migrate import upgrade
+from infra.settings import Settings
+from testkit.factories import RegistrationFactory
+
+
+@pytest.fixture
+def stopped_postgres() -> Iterator[tuple[Path, str]]:
+    """A migrated PostgreSQL of the test's own, stopped: its data directory and URL."""
+    data_dir = Path(tempfile.mkdtemp(prefix="roi-test-cold-start-"))
+    data_dir.chmod(0o755)
+    server = start_postgres(data_dir)
+    try:
+        upgrade(server.url)
+    finally:
+        server.stop()
+    try:
+        yield data_dir, server.url
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def test_the_api_starts_while_postgresql_is_down_and_serves_once_it_is_up(
+    stopped_postgres: tuple[Path, str], settings: Settings
+) -> None:
+    data_dir, url = stopped_postgres
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    app = create_app(msgspec.structs.replace(settings, database_url=url))
+    registration = RegistrationFactory.build()
+    body = {"email": registration.email, "password": registration.password, "name": registration.name}
+
+    postgres: EmbeddedServer | None = None
+    async with AsyncTestClient(app) as client:  # the start-up itself must not fail
+        try:
+            assert (await client.get("/health")).status_code == 200
+            ready = await client.get("/ready")
+            assert (ready.status_code, ready.json()["dependencies"]["postgresql"]) == (503, "down")
+            refused = await client.post("/api/auth/register", json=body)
+            assert (refused.status_code, refused.headers.get("retry-after")) == (503, "2"), refused.text
+
+            postgres = await asyncio.to_thread(start_postgres, data_dir, port)
+            deadline = time.monotonic() + 30
+            while (await client.get("/ready")).status_code != 200:
+                assert time.monotonic() < deadline, "the API never saw PostgreSQL come back"
+            created = await client.post("/api/auth/register", json=body)
+            assert created.status_code == 201, created.text
+            login = {"email": registration.email, "password": registration.password}
+            token = (await client.post("/api/auth/login", json=login)).json()["access_token"]
+            workflows = await client.get("/api/workflows", headers={"Authorization": f"Bearer {token}"})
+            assert (workflows.status_code, workflows.json()["items"]) == (200, [])
+        finally:
+            if postgres is not None:
+                postgres.stop()
