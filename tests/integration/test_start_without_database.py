@@ -1,5 +1,5 @@
-"""An API process that starts while PostgreSQL is down comes up anyway: it answers 503 (and /ready 503) until
-PostgreSQL is back, then serves, with no restart. A start-up that needed PostgreSQL made each Granian worker exit, and
+"""An API process that starts while PostgreSQL and Redis are down comes up anyway: it answers 503 (and /ready 503) until
+they are back, then serves, with no restart. A start-up that needed PostgreSQL made each Granian worker exit, and
 Granian gives up on a worker that dies again within seconds: `roi serve` exited instead of waiting."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from app.embedded import EmbeddedServer, start_postgres
 from db.migrate import upgrade
 from infra.settings import Settings
 from testkit.factories import RegistrationFactory
+from tests.integration.redis_support import OwnRedis
 
 
 @pytest.fixture
@@ -38,12 +39,13 @@ def stopped_postgres() -> Iterator[tuple[Path, str]]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def test_the_api_starts_while_postgresql_is_down_and_serves_once_it_is_up(
-    stopped_postgres: tuple[Path, str], settings: Settings
+async def test_the_api_starts_while_postgresql_and_redis_are_down_and_serves_once_they_are_up(
+    stopped_postgres: tuple[Path, str], own_redis: OwnRedis, settings: Settings
 ) -> None:
     data_dir, url = stopped_postgres
     port = int(url.rsplit(":", 1)[1].split("/")[0])
-    app = create_app(msgspec.structs.replace(settings, database_url=url))
+    own_redis.kill()
+    app = create_app(msgspec.structs.replace(settings, database_url=url, redis_url=own_redis.url))
     registration = RegistrationFactory.build()
     body = {"email": registration.email, "password": registration.password, "name": registration.name}
 
@@ -52,11 +54,12 @@ async def test_the_api_starts_while_postgresql_is_down_and_serves_once_it_is_up(
         try:
             assert (await client.get("/health")).status_code == 200
             ready = await client.get("/ready")
-            assert (ready.status_code, ready.json()["dependencies"]["postgresql"]) == (503, "down")
+            assert (ready.status_code, ready.json()["dependencies"]) == (503, {"postgresql": "down", "redis": "down"})
             refused = await client.post("/api/auth/register", json=body)
             assert (refused.status_code, refused.headers.get("retry-after")) == (503, "2"), refused.text
 
             postgres = await asyncio.to_thread(start_postgres, data_dir, port)
+            await asyncio.to_thread(own_redis.start)
             deadline = time.monotonic() + 30
             while (await client.get("/ready")).status_code != 200:
                 assert time.monotonic() < deadline, "the API never saw PostgreSQL come back"
