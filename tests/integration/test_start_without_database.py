@@ -5,12 +5,15 @@ Granian gives up on a worker that dies again within seconds: `roi serve` exited 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
@@ -21,6 +24,7 @@ from db.migrate import upgrade
 from infra.settings import Settings
 from testkit.factories import RegistrationFactory
 from tests.integration.redis_support import OwnRedis
+from tests.integration.ws_support import live_server
 
 
 @pytest.fixture
@@ -72,3 +76,54 @@ async def test_the_api_starts_while_postgresql_and_redis_are_down_and_serves_onc
         finally:
             if postgres is not None:
                 postgres.stop()
+
+
+class StartPostgresOnce503:
+    """Waits (in a thread, while the test is starting Granian) for the API to answer `/ready` with PostgreSQL down,
+    then starts PostgreSQL: Granian's start only returns once `/ready` is 200, so without a worker that came up
+    while PostgreSQL was down, it never does."""
+
+    def __init__(self, data_dir: Path, port: int, log: Path) -> None:
+        self.data_dir, self.port, self.log = data_dir, port, log
+        self.seen: list[int] = []
+        self.server: EmbeddedServer | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _api_port(self) -> int:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(rb"Listening at: http://[^:]+:(\d+)", self._log_bytes())):
+            assert time.monotonic() < deadline, "Granian never listened"
+            time.sleep(0.05)  # another process's log file: there is no event to wait on
+        return int(found[1])
+
+    def _log_bytes(self) -> bytes:
+        return self.log.read_bytes() if self.log.exists() else b""
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{self._api_port()}", timeout=5.0) as http:
+            deadline = time.monotonic() + 60
+            while len(self.seen) < 3 and time.monotonic() < deadline:
+                try:
+                    self.seen.append(http.get("/ready").status_code)
+                except httpx.TransportError:
+                    time.sleep(0.05)  # a worker is (re)starting
+        self.server = start_postgres(self.data_dir, self.port)
+
+
+def test_granian_workers_started_while_postgresql_is_down_wait_for_it(
+    stopped_postgres: tuple[Path, str], settings: Settings, tmp_path: Path
+) -> None:
+    data_dir, url = stopped_postgres
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    starter = StartPostgresOnce503(data_dir, port, tmp_path / "server.log")
+    try:
+        with live_server(msgspec.structs.replace(settings, database_url=url), tmp_path, workers=2) as server:
+            assert starter.seen == [503, 503, 503]
+            registration = RegistrationFactory.build()
+            body = {"email": registration.email, "password": registration.password, "name": registration.name}
+            assert httpx.post(f"{server.base_url}/api/auth/register", json=body, timeout=10).status_code == 201
+    finally:
+        starter.thread.join(timeout=70)
+        if starter.server is not None:
+            starter.server.stop()
