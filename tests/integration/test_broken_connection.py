@@ -8,9 +8,15 @@ import asyncio
 import time
 
 import asyncpg
+import pytest
 from litestar.testing import AsyncTestClient
+from sqlalchemy import exc as sa
+from sqlalchemy import text
 
+from app.unavailable import is_unavailable
+from db.pools import create_engine
 from domain.services import provide_services
+from infra.settings import Settings
 from tests.integration.support import Account
 
 WORKFLOW = {"name": "w", "cash_flows": [-10.0, 6.0, 6.0], "parameters": {"discount_rate": 0.1}}
@@ -52,3 +58,26 @@ async def test_a_connection_left_mid_query_answers_503_once_then_the_pool_serves
         assert (await client.get(path, headers=alice.headers)).status_code == 200
     finally:
         portal.call(stop, lost)
+
+
+async def test_the_orm_discards_a_connection_left_mid_query(settings: Settings, db: asyncpg.Pool) -> None:
+    """asyncpg's SQLAlchemy dialect judges a disconnect by the socket alone, which is still open here."""
+    engine = create_engine(settings, "roi-test-broken")
+    try:
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            lost = asyncio.create_task(driver.fetchval("SELECT pg_sleep(60)"))
+            try:
+                await _until_running(db, driver.get_server_pid())
+                with pytest.raises(sa.DBAPIError) as failed:
+                    await connection.execute(text("SELECT 1"))
+                assert failed.value.connection_invalidated
+                assert is_unavailable(failed.value)
+            finally:
+                lost.cancel()
+                await asyncio.gather(lost, return_exceptions=True)
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await engine.dispose()
