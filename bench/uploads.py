@@ -310,38 +310,44 @@ def _echo_round(round_number: int, rounds: int, name: str, phase: Phase) -> None
     )
 
 
+def upload_result(
+    name: str, service: str, request: str, phases: list[Phase], against: ScenarioResult
+) -> ScenarioResult:
+    """One row from its rounds of whole uploads, against a floor row."""
+    result = pooled_result(
+        name,
+        service,
+        request,
+        [
+            Round(
+                p.latencies_ms,
+                len(p.latencies_ms),
+                len(p.latencies_ms),
+                p.errors,
+                p.elapsed_s,
+                p.client_cpu_s,
+                p.server_cpu_s,
+            )
+            for p in phases
+        ],
+        against,
+    )
+    # Uploads/s at each round's median upload: on cores shared with other work, a few stalled uploads would
+    # move a mean several-fold (they show in p95 and p99 instead).
+    result.requests_per_s_by_round = [1000 / statistics.median(p.latencies_ms) for p in phases]
+    result.requests_per_s = statistics.median(result.requests_per_s_by_round)
+    result.requests_per_s_vs_floor = result.requests_per_s / against.requests_per_s
+    return result
+
+
 def _results(rounds: dict[str, list[Phase]], floor: ScenarioResult) -> list[ScenarioResult]:
     """The floor rows first (100% of themselves); each service row against the floor of its chunk size."""
 
     def pooled(name: str, against: ScenarioResult) -> ScenarioResult:
-        phases = rounds[name]
         size = CHUNKS[name] // MIB
         service = "upload_floor" if name.startswith("upload_floor") else "deployed"
         request = f"10 MiB: POST, then PATCHes of {size} MiB" + (", then GET until ready" if name == TO_READY else "")
-        result = pooled_result(
-            name,
-            service,
-            request,
-            [
-                Round(
-                    p.latencies_ms,
-                    len(p.latencies_ms),
-                    len(p.latencies_ms),
-                    p.errors,
-                    p.elapsed_s,
-                    p.client_cpu_s,
-                    p.server_cpu_s,
-                )
-                for p in phases
-            ],
-            against,
-        )
-        # Uploads/s at each round's median upload: on cores shared with other work, a few stalled uploads would
-        # move a mean several-fold (they show in p95 and p99 instead).
-        result.requests_per_s_by_round = [1000 / statistics.median(p.latencies_ms) for p in phases]
-        result.requests_per_s = statistics.median(result.requests_per_s_by_round)
-        result.requests_per_s_vs_floor = result.requests_per_s / against.requests_per_s
-        return result
+        return upload_result(name, service, request, rounds[name], against)
 
     floors = {}
     for name in (FLOOR_5MB, FLOOR_1MB):

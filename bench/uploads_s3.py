@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -28,7 +27,7 @@ import obstore
 
 from bench.accounts import sign_up
 from bench.connection import Connection, UploadFailed
-from bench.report import Round, RunSettings, ScenarioResult, pooled_result
+from bench.report import RunSettings, ScenarioResult
 from bench.scenarios import UPLOAD_S3_ROWS
 from bench.uploads import (
     MIB,
@@ -43,6 +42,7 @@ from bench.uploads import (
     _service_upload,
     _upload_phase,
     _workers_peak_rss,
+    upload_result,
 )
 from bench.workers import WorkerProcesses, forget_queue
 from domain.uploads.s3_storage import open_bucket
@@ -155,29 +155,7 @@ def _results(rounds: dict[str, list[Phase]], floor: ScenarioResult) -> list[Scen
             request = f"10 MiB: POST, then PATCHes of {size} MiB" + (
                 ", then GET until ready" if name == TO_READY else ""
             )
-        phases = rounds[name]
-        result = pooled_result(
-            name,
-            service,
-            request,
-            [
-                Round(
-                    p.latencies_ms,
-                    len(p.latencies_ms),
-                    len(p.latencies_ms),
-                    p.errors,
-                    p.elapsed_s,
-                    p.client_cpu_s,
-                    p.server_cpu_s,
-                )
-                for p in phases
-            ],
-            against,
-        )
-        result.requests_per_s_by_round = [1000 / statistics.median(p.latencies_ms) for p in phases]
-        result.requests_per_s = statistics.median(result.requests_per_s_by_round)
-        result.requests_per_s_vs_floor = result.requests_per_s / against.requests_per_s
-        return result
+        return upload_result(name, service, request, rounds[name], against)
 
     multipart = pooled(FLOOR, floor)
     multipart.requests_per_s_vs_floor = multipart.p95_vs_floor = 1.0
