@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from litestar.testing import AsyncTestClient
 
+from db.statements import ExecutedStatement
 from testkit.factories import RegistrationFactory
 
 
@@ -24,3 +25,9 @@ async def sign_up(client: AsyncTestClient) -> Account:
     login = await client.post("/api/auth/login", json={"email": registration.email, "password": registration.password})
     assert login.status_code == 200, login.text
     return Account(created.json()["id"], registration.email, login.json()["access_token"])
+
+
+def served_by_request(statement: ExecutedStatement) -> bool:
+    """False for the revocation feed's poll, which every API process runs in the background every 0.25 s: it may
+    land inside any request's window without being part of it."""
+    return "token_revocations" not in statement.sql

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from db.statements import ExecutedStatement
 from domain.cache import Cache, Entry
 from infra.settings import Settings
-from tests.integration.support import Account
+from tests.integration.support import Account, served_by_request
 from tests.integration.test_workflows import create
 
 
@@ -22,11 +22,15 @@ class StatementCounter:
         self.seen: list[ExecutedStatement] = []
 
     def __enter__(self) -> list[ExecutedStatement]:
-        self.observers.append(self.seen.append)
+        self.observers.append(self._see)
         return self.seen
 
     def __exit__(self, *_: object) -> None:
-        self.observers.remove(self.seen.append)
+        self.observers.remove(self._see)
+
+    def _see(self, statement: ExecutedStatement) -> None:
+        if served_by_request(statement):
+            self.seen.append(statement)
 
 
 async def test_hot_status_is_served_from_redis_without_postgresql(client: AsyncTestClient, alice: Account) -> None:
