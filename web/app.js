@@ -175,6 +175,12 @@ async function resumeSession() {
   }
 }
 
+// The skip link moves focus into the screen without touching the hash: "#main" is no route, and following it would
+// render the screen again and lose what the user had typed.
+document.querySelector(".skip-link").addEventListener("click", (event) => {
+  event.preventDefault();
+  main.focus();
+});
 document.getElementById("sign-out").addEventListener("click", () => endSession("You have signed out.", { logout: true }));
 window.addEventListener("hashchange", route);
 if (session.token) await resumeSession();

@@ -314,6 +314,8 @@ def test_the_console_works_from_the_keyboard(service: ConsoleService, browser: B
     press(Keys.TAB)
     assert focused() == "Skip to content"
     press(Keys.ENTER)
+    assert focused() == "main", "the skip link moves focus into the screen"
+    assert driver.execute_script("return location.hash") == "#/sign-in", "and leaves the route alone"
     press(Keys.TAB)
     assert focused() == "sign-in-email"
     press(email, Keys.TAB)
