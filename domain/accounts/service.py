@@ -62,25 +62,31 @@ class UserService(SQLAlchemyAsyncRepositoryService[User]):
     ) -> TokenRevocation:
         """Checks `current_password` (`InvalidInput` if wrong), stores the new hash and raises the user's token
         generation, with the revocation row every process reads, in one transaction: every token issued before
-        stops working, and a concurrent change or login cannot slip a token in between (the row is locked)."""
-        if not await verify_password(user.password_hash, current_password):
+        stops working. The password is checked against the locked row, so of two concurrent changes with the same
+        current password the second is refused, and no token issued in between outlives it."""
+        new_password_hash = await hash_password(new_password)
+        locked = await self._locked(user.id)
+        if not await verify_password(locked.password_hash, current_password):
             raise InvalidInput("current_password: wrong password")
-        return await self._raise_generation(user.id, tokens_live_s, await hash_password(new_password))
+        locked.password_hash = new_password_hash
+        return await self._raise_generation(locked, tokens_live_s)
 
     async def revoke_all(self, user_id: uuid.UUID, tokens_live_s: int) -> TokenRevocation:
         """Every token of the user: logout with a token that has no id of its own (issued before tokens had one)."""
-        return await self._raise_generation(user_id, tokens_live_s, None)
+        return await self._raise_generation(await self._locked(user_id), tokens_live_s)
 
-    async def _raise_generation(
-        self, user_id: uuid.UUID, tokens_live_s: int, new_password_hash: str | None
-    ) -> TokenRevocation:
+    async def _locked(self, user_id: uuid.UUID) -> User:
+        """The user's row, locked and read afresh: the session may hold it already (the caller's `request.user`),
+        and without `populate_existing` the identity map would hand back that copy with its old generation."""
+        statement = select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+        locked: User = (await self.repository.session.execute(statement)).scalar_one()
+        return locked
+
+    async def _raise_generation(self, locked: User, tokens_live_s: int) -> TokenRevocation:
         session = self.repository.session
-        locked = (await session.execute(select(User).where(User.id == user_id).with_for_update())).scalar_one()
-        if new_password_hash is not None:
-            locked.password_hash = new_password_hash
         locked.token_generation += 1
         revocation = TokenRevocation(
-            user_id=user_id,
+            user_id=locked.id,
             generation=locked.token_generation,
             expires_at=datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=tokens_live_s),
         )

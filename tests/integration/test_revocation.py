@@ -156,6 +156,37 @@ async def test_password_change_revokes_every_earlier_token_and_the_old_password(
     assert await me_status(other_process, bystanders_token) == 200
 
 
+async def test_of_concurrent_password_changes_only_one_wins(settings: Settings, tmp_path: Path) -> None:
+    """All give the same current password at once, across two processes: each later one must see the first's new
+    password (or its token revoked by it), not succeed too and leave a password nobody chose last."""
+    with live_server(settings, tmp_path, workers=2) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            person = await register(client)
+            tokens = [await login(client, person) for _ in range(6)]
+            answers = await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/auth/password",
+                        headers=bearer(token),
+                        json={"current_password": person.password, "new_password": f"new-password-{number}"},
+                    )
+                    for number, token in enumerate(tokens)
+                )
+            )
+            statuses = [answer.status_code for answer in answers]
+            assert statuses.count(204) == 1, [answer.text for answer in answers]
+            assert set(statuses) <= {204, 400, 401}, statuses
+            logins = [
+                (
+                    await client.post(
+                        "/api/auth/login", json={"email": person.email, "password": f"new-password-{number}"}
+                    )
+                ).status_code
+                for number in range(len(tokens))
+            ]
+            assert logins == [200 if status == 204 else 401 for status in statuses]
+
+
 async def test_wrong_current_passwords_count_as_failed_logins(settings: Settings) -> None:
     """A stolen token must not guess the password faster than the login form lets anyone."""
     strict = msgspec.structs.replace(settings, login_max_failures_per_account=3)
