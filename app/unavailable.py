@@ -23,7 +23,6 @@ RETRY_AFTER_S = 2
 
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
@@ -34,7 +33,13 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 )
 """What a lost, refused or saturated PostgreSQL raises through the raw pool (the ORM wraps the same errors)."""
 
-DATABASE_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, sa.DBAPIError, sa.TimeoutError)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    *CONNECTION_ERRORS,
+    asyncpg.InterfaceError,
+    sa.DBAPIError,
+    sa.TimeoutError,
+)
+"""What `database_error_response` is asked about: a 503 when `is_unavailable`, else a 500."""
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -43,11 +48,15 @@ def is_unavailable(error: BaseException) -> bool:
     if isinstance(error, sa.DBAPIError):
         return (
             error.connection_invalidated
-            or isinstance(error.orig, CONNECTION_ERRORS)
+            or _is_connection_error(error.orig)
             or is_unavailable_cause(error)
             or is_unavailable_cause(error.orig)
         )
-    return isinstance(error, CONNECTION_ERRORS)
+    return _is_connection_error(error)
+
+
+def _is_connection_error(error: BaseException | None) -> bool:
+    return isinstance(error, CONNECTION_ERRORS) or is_broken_connection(error)
 
 
 def is_unavailable_cause(error: BaseException | None) -> bool:
@@ -55,7 +64,7 @@ def is_unavailable_cause(error: BaseException | None) -> bool:
     from asyncpg's (`the database system is starting up`, `too many clients`) and wraps that in a DBAPIError whose
     `orig` it is: the asyncpg error is then the cause of `orig`, not of the DBAPIError."""
     cause = None if error is None else error.__cause__
-    return cause is not None and cause is not error and isinstance(cause, CONNECTION_ERRORS)
+    return cause is not None and cause is not error and _is_connection_error(cause)
 
 
 def database_error_response(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, object]]:

@@ -23,15 +23,20 @@ mid-transaction by a crashed or cancelled task must not hold its locks for ever)
 BROKEN_CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InternalClientError,
-    asyncpg.exceptions.InterfaceError,
 )
 """What a connection lost or left mid-operation raises (`cannot switch to state 12; another operation is in
-progress`): the connection is unusable, though its socket may look open. Not `DataError` (an `InterfaceError` too),
-which is a bad argument on a healthy connection."""
+progress`): the connection is unusable, though its socket may look open."""
+_BROKEN_INTERFACE_MESSAGES = ("another operation is in progress", "connection is closed", "cannot switch to state")
+"""The `InterfaceError`s that mean the same. Others are the caller's mistakes on a healthy connection (a bad
+argument, a wrong number of them): bugs, answered 500 and logged, which must not empty the pools."""
 
 
 def is_broken_connection(error: BaseException | None) -> bool:
-    return isinstance(error, BROKEN_CONNECTION_ERRORS) and not isinstance(error, asyncpg.exceptions.DataError)
+    if isinstance(error, BROKEN_CONNECTION_ERRORS):
+        return True
+    return isinstance(error, asyncpg.exceptions.InterfaceError) and any(
+        message in str(error) for message in _BROKEN_INTERFACE_MESSAGES
+    )
 
 
 def _count_broken_as_disconnect(context: ExceptionContext) -> None:

@@ -52,9 +52,25 @@ def test_a_query_error_is_still_a_500() -> None:
     [
         asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation is in progress"),
         asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.exceptions.InterfaceError("cannot perform operation: another operation is in progress"),
+        asyncpg.exceptions.InterfaceError("cannot perform operation: connection is closed"),
     ],
     ids=lambda error: type(error).__name__,
 )
 def test_a_connection_lost_mid_query_is_unavailability_raw_or_through_the_orm(lost: Exception) -> None:
     assert is_unavailable(lost)
     assert is_unavailable(_as_sqlalchemy_raises_it(lost))
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        asyncpg.exceptions.InterfaceError("the server expects 2 arguments for this query, 1 was passed"),
+        asyncpg.exceptions.DataError("invalid input for query argument $1: 'x' (expected str, got int)"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_statement_called_wrong_is_a_bug_not_an_outage(mistake: Exception) -> None:
+    """A 503 would hide the bug behind "retry shortly", and replacing every pooled connection would not fix it."""
+    assert not is_unavailable(mistake)
+    assert database_error_response(None, mistake).status_code == 500  # type: ignore[arg-type]
