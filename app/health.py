@@ -12,7 +12,7 @@ from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from domain.services import provide_services
+from domain.services import ApiServices, provide_services
 
 DependencyState = Literal["up", "down"]
 READY_TIMEOUT_S = 1.0
@@ -40,6 +40,12 @@ async def _answers(probe: Awaitable[object]) -> DependencyState:
     return "up"
 
 
+async def _postgresql(services: ApiServices) -> None:
+    """PostgreSQL answers, and this process has read the revoked tokens from it (it refuses every token until then)."""
+    await services.asyncpg_pool.fetchval("SELECT 1")
+    await services.revocations.read_if_unread()
+
+
 @get(
     "/ready",
     tags=["service"],
@@ -48,9 +54,7 @@ async def _answers(probe: Awaitable[object]) -> DependencyState:
 )
 async def ready(state: State) -> Response[Readiness]:
     services = provide_services(state)
-    postgresql, redis = await asyncio.gather(
-        _answers(services.asyncpg_pool.fetchval("SELECT 1")), _answers(services.redis.ping())
-    )
+    postgresql, redis = await asyncio.gather(_answers(_postgresql(services)), _answers(services.redis.ping()))
     dependencies: dict[str, DependencyState] = {"postgresql": postgresql, "redis": redis}
     is_ready = all(value == "up" for value in dependencies.values())
     return Response(

@@ -4,9 +4,11 @@ second, so the hot path checks a token with two dictionary look-ups and no round
 A revocation is a row of `token_revocations`: one token (`jti`, at logout) or all of a user's tokens issued before a
 generation (at a password change). A process reads every unexpired row when it starts, then, every `poll_s`, the rows
 created since its last successful look (minus a margin for transactions that committed late), so a revocation made
-anywhere is seen everywhere within `poll_s` plus one round trip. Nothing of it lives in Redis: a Redis restart loses
-no revocation. While PostgreSQL does not answer, a process keeps the copy it has (no revocation can be written then)
-and, once it answers again, reads everything it missed.
+anywhere is seen everywhere within `poll_s` plus one round trip; every minute it reads all unexpired rows again (a
+transaction that committed later than the margin). Nothing of it lives in Redis: a Redis restart loses no
+revocation. A process started while PostgreSQL does not answer refuses every token with a 503 until it has read them
+once; later, while PostgreSQL does not answer, it keeps the copy it has (no revocation can be written then) and, once
+it answers again, reads everything it missed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ logger = logging.getLogger("roi.accounts")
 
 LATE_COMMIT_MARGIN_S = 5.0
 """Rows are found by their creation time; a row created this long before the previous look, but committed after
-it, is still read (the transactions that write them last milliseconds)."""
+it, is still read (the transactions that write them last milliseconds); the full read every `FORGET_EVERY_S` finds
+any later one."""
 FORGET_EVERY_S = 60.0
 
 _UNEXPIRED = """
@@ -45,9 +48,11 @@ _FORGET_EXPIRED = "DELETE FROM token_revocations WHERE expires_at < now()"
 class RevokedTokens:
     """The process's copy: revoked token ids and, per user, the lowest token generation still valid."""
 
-    __slots__ = ("_floors", "_jtis", "_listeners")
+    __slots__ = ("_floors", "_jtis", "_listeners", "loaded")
 
     def __init__(self) -> None:
+        self.loaded = False
+        """Whether every unexpired revocation has been read once: until then no token can be trusted."""
         self._jtis: dict[str, float] = {}
         self._floors: dict[uuid.UUID, tuple[int, float]] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -105,7 +110,7 @@ class RevocationFeed:
     async def start(self) -> None:
         """Reads every unexpired revocation before the process serves anything, then polls in the background."""
         try:
-            self._apply(await self.pool.fetch(_UNEXPIRED))
+            await self._read_all()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             logger.warning("revocations not read at start (%s); retrying in the background", error)
         self._task = asyncio.get_running_loop().create_task(self._poll_forever())
@@ -141,15 +146,26 @@ class RevocationFeed:
 
     async def refresh(self) -> None:
         if self._looked_at is None:
-            rows = await self.pool.fetch(_UNEXPIRED)
-        else:
-            since = self._looked_at - datetime.timedelta(seconds=LATE_COMMIT_MARGIN_S)
-            rows = await self.pool.fetch(_CREATED_SINCE, since)
-        self._apply(rows)
+            await self._read_all()
+            return
         if time.monotonic() - self._forgot_at > FORGET_EVERY_S:
             self._forgot_at = time.monotonic()
             self.revoked.forget_expired(time.time())
             await self.pool.execute(_FORGET_EXPIRED)
+            await self._read_all()
+            return
+        since = self._looked_at - datetime.timedelta(seconds=LATE_COMMIT_MARGIN_S)
+        self._apply(await self.pool.fetch(_CREATED_SINCE, since))
+
+    async def read_if_unread(self) -> None:
+        """Readiness: a process whose start found PostgreSQL down is ready once it has read the revocations, not one
+        poll later."""
+        if not self.revoked.loaded:
+            await self._read_all()
+
+    async def _read_all(self) -> None:
+        self._apply(await self.pool.fetch(_UNEXPIRED))
+        self.revoked.loaded = True
 
     def _apply(self, rows: Iterable[asyncpg.Record]) -> None:
         news = False

@@ -14,7 +14,7 @@ from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, State
 from litestar.enums import ScopeType
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, ServiceUnavailableException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.authentication import AuthenticationResult
 from litestar.middleware.base import DefineMiddleware
@@ -37,6 +37,8 @@ PUBLIC_PATHS = [
 
 VERIFIED_TOKENS_CACHED = 8192
 TOKEN_REVOKED = "this token was revoked (signed out, or the password changed): sign in again"
+REVOCATIONS_UNREAD = "starting: the revoked tokens are not read yet (the database does not answer); retry shortly"
+RETRY_AFTER_S = 2
 ADMIN_UI_PATH = "/saq"
 ADMIN_UI_COOKIE = "roi_admin_token"
 
@@ -76,7 +78,9 @@ class RememberingJWTMiddleware(JWTCookieAuthenticationMiddleware):
     async def authenticate_token(
         self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        """A remembered verdict still meets the revocations on every use."""
+        """A remembered verdict still meets the revocations on every use, and none passes before they were read."""
+        if not self.revoked.loaded:
+            raise ServiceUnavailableException(REVOCATIONS_UNREAD, headers={"Retry-After": str(RETRY_AFTER_S)})
         remembered = self._verified.get(encoded_token)
         if remembered is not None and remembered[1] > time.time():
             result = remembered[0]

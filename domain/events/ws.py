@@ -17,7 +17,7 @@ from litestar import Litestar, asgi
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from domain.accounts.security import BearerTokenAuth
+from domain.accounts.security import REVOCATIONS_UNREAD, BearerTokenAuth
 from domain.events.authorization import ChannelAuthorizer, TokenVerifier
 from domain.events.bus import EventKeys
 from domain.events.history import History
@@ -96,14 +96,18 @@ class LiveEvents:
             return
         if (await receive())["type"] != "websocket.connect":
             return
-        identity = await self.verifier.identify(scope) if self.accepting else None
+        ready = self.accepting and self.verifier.revoked.loaded
+        identity = await self.verifier.identify(scope) if ready else None
         await send({"type": "websocket.accept", "subprotocol": None, "headers": []})
         if identity is None:
             # Accepted, then closed with a code of its own: a browser sees an upgrade refused over HTTP only as 1006,
             # the same as a network failure, and would retry a token that can never work.
-            if self.accepting:
+            if ready:
                 self.stats.connected("unauthorized")
                 await send({"type": "websocket.close", "code": CloseCode.UNAUTHORIZED, "reason": TOKEN_REFUSED})
+            elif self.accepting:
+                self.stats.connected("unavailable")
+                await send({"type": "websocket.close", "code": CloseCode.HUB_RESTART, "reason": REVOCATIONS_UNREAD})
             else:
                 self.stats.connected("unavailable")
                 await send({"type": "websocket.close", "code": CloseCode.GOING_AWAY, "reason": SHUTTING_DOWN})

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from db.migrate import upgrade
 from infra.settings import Settings
 from testkit.factories import RegistrationFactory
 from tests.integration.redis_support import OwnRedis
-from tests.integration.ws_support import live_server
+from tests.integration.ws_support import live_server, token_for
 
 
 @pytest.fixture
@@ -61,6 +62,11 @@ async def test_the_api_starts_while_postgresql_and_redis_are_down_and_serves_onc
             assert (ready.status_code, ready.json()["dependencies"]) == (503, {"postgresql": "down", "redis": "down"})
             refused = await client.post("/api/auth/register", json=body)
             assert (refused.status_code, refused.headers.get("retry-after")) == (503, "2"), refused.text
+            # No token passes before the revocations were read: a revoked one could reach what needs no database.
+            token = token_for(settings, str(uuid.uuid4()), 60)
+            unchecked = await client.get("/api/workflows", headers={"Authorization": f"Bearer {token}"})
+            assert (unchecked.status_code, unchecked.headers.get("retry-after")) == (503, "2"), unchecked.text
+            assert "revoked tokens are not read yet" in unchecked.json()["detail"]
 
             postgres = await asyncio.to_thread(start_postgres, data_dir, port)
             await asyncio.to_thread(own_redis.start)
