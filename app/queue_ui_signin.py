@@ -13,7 +13,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import Request, Response, get, post
-from litestar.datastructures import Cookie
 from litestar.di import Provide
 from litestar.exceptions import PermissionDeniedException
 from litestar.response import Redirect
@@ -21,8 +20,13 @@ from litestar.status_codes import HTTP_303_SEE_OTHER
 
 from domain.accounts.controller import provide_user_service
 from domain.accounts.revocation import RevocationFeed
-from domain.accounts.schemas import CurrentUser
-from domain.accounts.security import ADMIN_UI_COOKIE, ADMIN_UI_PATH, TokenIssuer, admin_only, admin_ui_cookie
+from domain.accounts.security import (
+    ADMIN_UI_PATH,
+    TokenIssuer,
+    admin_in_cookie,
+    admin_ui_cookie,
+    cleared_admin_ui_cookie,
+)
 from domain.accounts.service import UserService
 from domain.accounts.throttle import LoginThrottle, TooManyAttempts
 from domain.errors import Unauthorized
@@ -107,10 +111,11 @@ def from_this_site(request: Request[Any, Any, Any]) -> bool:
     return urlsplit(origin).netloc == request.headers.get("host", "")
 
 
-@get(SIGN_IN_PATH, opt={"exclude_from_auth": True}, include_in_schema=False, sync_to_thread=False)
-def sign_in_form(request: Request[Any, Any, Any]) -> Response[str]:
-    """The form; with the UI's cookie present, a way to the queues and to sign out instead."""
-    if request.cookies.get(ADMIN_UI_COOKIE):
+@get(SIGN_IN_PATH, opt={"exclude_from_auth": True}, include_in_schema=False)
+async def sign_in_form(request: Request[Any, Any, Any], tokens: TokenIssuer) -> Response[str]:
+    """The form; with a valid admin cookie, a way to the queues and to sign out instead (a cookie whose token was
+    revoked meanwhile, by a password change say, gets the form: the queues would only send the browser back here)."""
+    if await admin_in_cookie(request, tokens.auth):
         body = _SIGNED_IN.format(root=ADMIN_UI_PATH, action=SIGN_OUT_PATH)
         return Response(_PAGE.format(body=body), media_type="text/html", headers=PAGE_HEADERS)
     return sign_in_page()
@@ -146,19 +151,20 @@ async def sign_in(
     if not user.is_admin:
         return sign_in_page("This account is not an admin: the job queues are for admins only.", email, 403)
     token = tokens.issue(user.id, user.is_admin, user.token_generation)
-    cookie = admin_ui_cookie(token, tokens.lifetime_s)
+    cookie = admin_ui_cookie(request, token, tokens.lifetime_s)
     return Redirect(f"{ADMIN_UI_PATH}/", status_code=HTTP_303_SEE_OTHER, cookies=[cookie])
 
 
-@post(SIGN_OUT_PATH, include_in_schema=False, guards=[admin_only])
-async def sign_out(request: Request[CurrentUser, Any, Any], revocations: RevocationFeed) -> Response[Any]:
-    """Revokes the cookie's token (everywhere, like logout) and clears the cookie."""
+@post(SIGN_OUT_PATH, opt={"exclude_from_auth": True}, include_in_schema=False)
+async def sign_out(request: Request[Any, Any, Any], tokens: TokenIssuer, revocations: RevocationFeed) -> Response[Any]:
+    """Revokes the cookie's token (everywhere, like logout) while it is still valid, and clears the cookie either way:
+    a browser holding a revoked or expired cookie can always sign out and in again."""
     if not from_this_site(request):
         raise PermissionDeniedException("sign out from this site's own form")
-    if request.user.token_id is not None:
-        await revocations.revoke_token(request.user, request.auth.exp)
-    cleared = Cookie(key=ADMIN_UI_COOKIE, value="", path=ADMIN_UI_PATH, httponly=True, samesite="strict", max_age=0)
-    return Redirect(SIGN_IN_PATH, status_code=HTTP_303_SEE_OTHER, cookies=[cleared])
+    signed_in = await admin_in_cookie(request, tokens.auth)
+    if signed_in is not None and signed_in[0].token_id is not None:
+        await revocations.revoke_token(*signed_in)
+    return Redirect(SIGN_IN_PATH, status_code=HTTP_303_SEE_OTHER, cookies=[cleared_admin_ui_cookie(request)])
 
 
 QUEUE_UI_SIGN_IN_HANDLERS = [sign_in_form, sign_in, sign_out]

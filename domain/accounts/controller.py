@@ -6,7 +6,6 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import Cookie
 from litestar.di import Provide
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,12 +14,11 @@ from db.models import User
 from domain.accounts.revocation import RevocationFeed
 from domain.accounts.schemas import AccessToken, Credentials, CurrentUser, PasswordChange, Registration, UserOut
 from domain.accounts.security import (
-    ADMIN_UI_COOKIE,
-    ADMIN_UI_PATH,
     BEARER_REQUIREMENT,
     Caller,
     TokenIssuer,
     admin_ui_cookie,
+    cleared_admin_ui_cookie,
     provide_current_user,
 )
 from domain.accounts.service import UserService
@@ -86,7 +84,7 @@ class AccountController(Controller):
         await throttle.succeeded(data.email)
         token = tokens.issue(user.id, user.is_admin, user.token_generation)
         expires_in = tokens.lifetime_s
-        cookies = [admin_ui_cookie(token, expires_in)] if user.is_admin else []
+        cookies = [admin_ui_cookie(request, token, expires_in)] if user.is_admin else []
         return Response(AccessToken(access_token=token, expires_in=expires_in), cookies=cookies)
 
     @get("/api/me", summary="The current user", responses=errors(401, 404), security=[BEARER_REQUIREMENT])
@@ -113,7 +111,7 @@ class AccountController(Controller):
             revocations.older_than(user.id, revoked.generation or 0, revoked.expires_at)
         else:
             await revocations.revoke_token(user, request.auth.exp)
-        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[_cleared_admin_cookie()])
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[cleared_admin_ui_cookie(request)])
 
     @post(
         "/api/auth/password",
@@ -148,8 +146,4 @@ class AccountController(Controller):
             raise
         await login_throttle.succeeded(account.email)
         revocations.older_than(user.id, revoked.generation or 0, revoked.expires_at)
-        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[_cleared_admin_cookie()])
-
-
-def _cleared_admin_cookie() -> Cookie:
-    return Cookie(key=ADMIN_UI_COOKIE, value="", path=ADMIN_UI_PATH, httponly=True, samesite="strict", max_age=0)
+        return Response(None, status_code=HTTP_204_NO_CONTENT, cookies=[cleared_admin_ui_cookie(request)])

@@ -164,7 +164,7 @@ def build_jwt_auth(secret_key: str, token_ttl_s: int) -> BearerTokenAuth:
 class TokenIssuer:
     """Makes the bearer tokens the API hands out at login, signed as the middleware verifies them."""
 
-    def __init__(self, auth: JWTCookieAuth[CurrentUser, Token]) -> None:
+    def __init__(self, auth: BearerTokenAuth) -> None:
         self.auth = auth
         self.lifetime_s = int(auth.default_token_expiration.total_seconds())
 
@@ -177,15 +177,43 @@ class TokenIssuer:
         )
 
 
-def admin_ui_cookie(token: str, token_ttl_s: int) -> Cookie:
+def admin_ui_cookie(connection: ASGIConnection[Any, Any, Any, Any], token: str, token_ttl_s: int) -> Cookie:
+    """The queue UI's cookie: HttpOnly, SameSite=Strict, scoped to the UI, and Secure when the request came over
+    HTTPS (browsers drop a Secure cookie set over plain HTTP, other than on localhost)."""
     return Cookie(
         key=ADMIN_UI_COOKIE,
         value=f"Bearer {token}",
         path=ADMIN_UI_PATH,
         httponly=True,
         samesite="strict",
+        secure=connection.url.scheme == "https",
         max_age=token_ttl_s,
     )
+
+
+def cleared_admin_ui_cookie(connection: ASGIConnection[Any, Any, Any, Any]) -> Cookie:
+    """The same cookie, emptied and expired: a browser drops it only if path and flags match the one it holds."""
+    cleared = admin_ui_cookie(connection, "", 0)
+    cleared.value = ""
+    return cleared
+
+
+async def admin_in_cookie(
+    connection: ASGIConnection[Any, Any, Any, Any], auth: BearerTokenAuth
+) -> tuple[CurrentUser, datetime.datetime] | None:
+    """The admin whose valid, unrevoked token the queue UI's cookie holds, and when it expires; None otherwise. For the
+    UI's own pages that authentication does not guard (its sign-in form, its sign-out)."""
+    encoded = connection.cookies.get(ADMIN_UI_COOKIE, "").split(" ")[-1]
+    if not encoded or not auth.revoked.loaded:
+        return None
+    try:
+        token = auth.token_cls.decode(encoded_token=encoded, secret=auth.token_secret, algorithm=auth.algorithm)
+    except NotAuthorizedException:
+        return None
+    user = await user_from_token(token, connection)
+    if user is None or not user.is_admin or auth.revoked.refuses(user):
+        return None
+    return user, token.exp
 
 
 def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

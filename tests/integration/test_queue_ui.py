@@ -245,3 +245,29 @@ async def test_an_admin_who_is_not_signed_in_is_shown_a_sign_in_form_that_sets_t
     assert signed_out.status_code == 303
     assert "max-age=0" in set_cookie_of(signed_out).lower()
     assert (await queues(client, cookie))[0] == 401, "the cookie's token is revoked, not merely forgotten"
+    client.cookies.clear()
+    assert "Sign in with an admin account" in (await client.get("/saq/sign-in", headers=cookie)).text
+
+
+async def test_a_revoked_cookie_gets_the_sign_in_form_again_not_a_dead_end(
+    client: AsyncTestClient[Litestar], db: asyncpg.Pool
+) -> None:
+    """The admin changed their password elsewhere: the browser's cookie names a revoked token. The UI sends them to
+    the form, and the form must offer to sign in, not claim they are signed in and send them back in a loop."""
+    admin, set_cookie = await sign_up_admin(client, db)
+    cookie = cookie_header(set_cookie)
+    assert "You are signed in" in (await client.get("/saq/sign-in", headers=cookie)).text
+    logout = await client.post("/api/auth/logout", headers=admin.headers)
+    assert logout.status_code == 204
+
+    client.cookies.clear()
+    sent_back = await client.get("/saq/", headers=cookie, follow_redirects=False)
+    assert (sent_back.status_code, sent_back.headers["location"]) == (303, "/saq/sign-in")
+    client.cookies.clear()
+    form = await client.get("/saq/sign-in", headers=cookie)
+    assert "Sign in with an admin account" in form.text
+    assert "You are signed in" not in form.text
+    client.cookies.clear()
+    signed_out = await client.post("/saq/sign-out", headers=cookie, follow_redirects=False)
+    assert signed_out.status_code == 303, "a stale cookie can still be cleared"
+    assert "max-age=0" in set_cookie_of(signed_out).lower()
