@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from saq import Job, Status, Worker
 from saq.types import PartialTimersDict
@@ -41,6 +41,9 @@ from workers.metrics import JOB_DURATION, JOB_START_LATENCY, RUNS_RECONCILED
 logger = logging.getLogger("roi.worker")
 
 EXPRESS_SLOTS = 1
+MAX_REQUEUES = 3
+"""Times a queued run's job may fail before it starts and be queued again (PostgreSQL restarting under its claim)."""
+ABORTED_IN_QUEUE = "aborted from the queue UI"
 
 
 async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str) -> str:
@@ -54,10 +57,10 @@ async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str
         store = RunStore(resources.engine, resources.run_pool, uuid.UUID(workflow_id), run_id)
         if await _aborted(job):
             # An operator aborted the job (the SAQ UI): the run ends `cancelled`, as a cancel through the API would.
-            owner_id = await store.cancel("aborted from the queue UI")
+            owner_id = await store.cancel(ABORTED_IN_QUEUE)
             if owner_id is not None:
                 notifier = WorkflowNotifier(resources.cache, resources.events, uuid.UUID(workflow_id), owner_id)
-                await notifier.workflow_status("cancelled", error="aborted from the queue UI")
+                await notifier.workflow_status("cancelled", error=ABORTED_IN_QUEUE)
         else:
             # The worker is shutting down: hand the run back (queued, same run id). SAQ re-queues the job itself,
             # and should that fail, the reconciler re-queues it; either way the next worker restarts the run.
@@ -153,10 +156,19 @@ class Reconciler:
         """A queued run whose job Redis no longer has, holds in no lane, or holds as ended goes back into its lane.
 
         A job ends without ending its run when it raised before the run's first write (PostgreSQL restarting under
-        its claim): SAQ records it failed while PostgreSQL still says queued. Queued again under the same key; a run
-        that did end meanwhile makes the job a no-op (its claim finds the run no longer queued).
+        its claim): SAQ records it failed while PostgreSQL still says queued. Queued again under the same key, at
+        most `MAX_REQUEUES` times for a job that keeps failing (then the run fails, with the job's error); a run that
+        did end meanwhile makes the job a no-op (its claim finds the run no longer queued). A job an operator aborted
+        from the queue UI before it started ends its run `cancelled`, as a cancel through the API would.
         """
-        if job is None or job.status in (Status.COMPLETE, Status.FAILED, Status.ABORTED):
+        if job is not None and job.status == Status.ABORTED:
+            await self._end_run(workflow_id, job_id, "cancelled", ABORTED_IN_QUEUE)
+            return
+        if job is not None and job.status == Status.FAILED and await self._requeues(job_id) > MAX_REQUEUES:
+            reason = f"its job failed {MAX_REQUEUES + 1} times before the run started: {job.error or 'no error given'}"
+            await self._end_run(workflow_id, job_id, "failed", reason[:500])
+            return
+        if job is None or job.status in (Status.COMPLETE, Status.FAILED):
             await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)
         elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
             # Popped by a worker that died before it moved the job to the active list.
@@ -165,6 +177,27 @@ class Reconciler:
             return
         RUNS_RECONCILED.labels("requeued").inc()
         logger.info("re-queued workflow %s (run %s): Redis had lost its job", workflow_id, job_id)
+
+    async def _requeues(self, job_id: str) -> int:
+        """How many times this run's failed job has been found (a day's memory is plenty: the pass runs every few
+        seconds)."""
+        key = f"{self.settings.redis_namespace}:requeues:{job_id}"
+        async with self.queue.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 86_400)
+            count, _ = await pipe.execute()
+        return int(count)
+
+    async def _end_run(
+        self, workflow_id: uuid.UUID, job_id: str, status: Literal["cancelled", "failed"], reason: str
+    ) -> None:
+        store = RunStore(self.resources.engine, self.resources.run_pool, workflow_id, job_id)
+        owner_id = await (store.cancel(reason) if status == "cancelled" else store.fail_unstarted(reason))
+        if owner_id is None:
+            return
+        RUNS_RECONCILED.labels(status).inc()
+        notifier = WorkflowNotifier(self.resources.cache, self.resources.events, workflow_id, owner_id)
+        await notifier.workflow_status(status, error=reason)
 
 
 def create_worker(

@@ -172,22 +172,29 @@ class RunStore:
         return released is not None
 
     async def cancel(self, reason: str) -> uuid.UUID | None:
-        """running → cancelled (an operator aborted the job): the running step `cancelled`, later ones `skipped`.
-        The owner's id, or None when the run was no longer current (already cancelled, deleted or replaced)."""
+        """queued or running → cancelled (an operator aborted the job): the running step `cancelled`, later ones
+        `skipped`. The owner's id, or None when the run was no longer current (already ended, deleted or replaced)."""
+        return await self._end("cancelled", reason)
+
+    async def fail_unstarted(self, reason: str) -> uuid.UUID | None:
+        """queued → failed: its job kept failing before it could claim the run. The owner's id, or None."""
+        return await self._end("failed", reason, "queued")
+
+    async def _end(self, status: WorkflowStatusName, reason: str, *current: WorkflowStatusName) -> uuid.UUID | None:
         now = _now()
         async with self.engine.begin() as conn:
             owner_id: uuid.UUID | None = await conn.scalar(
                 update(Workflow)
-                .where(self._current("running"))
-                .values(status="cancelled", error=reason, finished_at=now, updated_at=now, current_step=None)
+                .where(self._current(*(current or ("queued", "running"))))
+                .values(status=status, error=reason, finished_at=now, updated_at=now, current_step=None)
                 .returning(Workflow.owner_id)
             )
             if owner_id is not None:
-                for before, after in (("running", "cancelled"), ("pending", "skipped")):
+                for before, after in (("running", status), ("pending", "skipped")):
                     await conn.execute(
                         update(WorkflowStep)
                         .where(WorkflowStep.workflow_id == self.workflow_id, WorkflowStep.status == before)
-                        .values(status=after, updated_at=now, finished_at=now if after == "cancelled" else None)
+                        .values(status=after, updated_at=now, finished_at=now if after == status else None)
                     )
         return owner_id
 

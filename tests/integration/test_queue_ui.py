@@ -148,6 +148,28 @@ async def test_aborting_a_running_job_in_the_queue_ui_cancels_its_run_for_good(
     assert "cancelled" in {step["status"] for step in steps}
 
 
+async def test_aborting_a_queued_job_in_the_queue_ui_cancels_its_run_and_it_never_runs(
+    client: AsyncTestClient[Litestar], alice: Account, db: asyncpg.Pool, settings: Settings, empty_lanes: None
+) -> None:
+    """No worker is running: the job waits in its lane when the operator aborts it. The run must end `cancelled`
+    (not sit `queued`, nor be queued again by the reconciler and run after all)."""
+    admin, _ = await sign_up_admin(client, db)
+    workflow = await create(client, alice)
+    accepted = await start_run(client, alice, workflow["id"])
+    client.cookies.clear()
+    aborted = await client.post(
+        f"{QUEUES}/{queue_name(settings)}/jobs/{accepted['job_id']}/abort", headers=admin.headers
+    )
+    assert aborted.status_code == 202, aborted.text
+
+    config = worker_config(settings, requeue_after_s=0.2, reconcile_interval_s=0.1)
+    async with running_worker(config):
+        await wait_for_status(client, alice, workflow["id"], ("cancelled", "failed", "succeeded"))
+    ended = (await client.get(f"/api/workflows/{workflow['id']}", headers=alice.headers)).json()
+    assert (ended["status"], ended["error"]) == ("cancelled", "aborted from the queue UI"), ended
+    assert {step["status"] for step in ended["steps"]} == {"skipped"}, "no step ran"
+
+
 async def test_the_ui_s_stored_gzip_assets_go_out_encoded_once(
     client: AsyncTestClient[Litestar], db: asyncpg.Pool
 ) -> None:
