@@ -17,7 +17,7 @@ from litestar import Litestar, asgi
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from domain.accounts.security import REVOCATIONS_UNREAD, BearerTokenAuth
+from domain.accounts.security import REVOCATIONS_UNREAD, TOKEN_REVOKED, BearerTokenAuth
 from domain.events.authorization import ChannelAuthorizer, TokenVerifier
 from domain.events.bus import EventKeys
 from domain.events.history import History
@@ -35,7 +35,6 @@ DIRECT_SEND = "roi.direct_send"
 REPLAY_CONNECTIONS = 16
 REPLAY_TIMEOUT_S = 2.0
 TOKEN_REFUSED = "token missing, invalid, expired or revoked: sign in again"
-TOKEN_REVOKED = "token revoked (signed out, or the password changed): sign in again"
 SHUTTING_DOWN = "server shutting down: reconnect with since"
 
 

@@ -56,7 +56,6 @@ WORKFLOW_PAGE_WITH_STATUS_AT_OFFSET = _page(_STATUS, offset=True)
 WORKFLOW_PAGE_AFTER = _page("", "AND (w.created_at, w.id) < ($4, $5)")
 WORKFLOW_PAGE_WITH_STATUS_AFTER = _page(_STATUS, "AND (w.created_at, w.id) < ($5, $6)")
 
-# One row while the workflow is the caller's: its result's JSON, or NULL when no run has succeeded yet.
 WORKFLOW_CASH_FLOWS = """
 SELECT json_build_object(
     'workflow_id', w.id, 'upload_id', w.upload_id, 'cash_flows', to_json(coalesce(w.cash_flows, u.cash_flows))
@@ -65,6 +64,7 @@ FROM roi_workflows w LEFT JOIN uploads u ON u.id = w.upload_id AND u.owner_id = 
 WHERE w.id = $1 AND w.owner_id = $2"""
 """The workflow's cash flows as the analysis reads them: its own, or its ledger's summed per period."""
 
+# One row while the workflow is the caller's: its result's JSON, or NULL when no run has succeeded yet.
 WORKFLOW_RESULT = """
 SELECT CASE WHEN r.workflow_id IS NULL THEN NULL ELSE json_build_object(
     'workflow_id', r.workflow_id, 'finished_at', roi_timestamp(r.finished_at),
