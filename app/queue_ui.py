@@ -18,7 +18,7 @@ from saq.web.common import STATIC_PATH
 
 from domain.accounts.security import ADMIN_UI_PATH, admin_only
 from domain.services import provide_services
-from infra.jobs import LANE_OF_PRIORITY, PRIORITIES, Priority
+from infra.jobs import PRIORITIES, Priority
 from infra.queue import PriorityRedisQueue
 
 
@@ -48,26 +48,21 @@ class LaneView:
         self.queue = queue
         self.priority = priority
         self.name = priority
-        self.lane = LANE_OF_PRIORITY[priority]
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self.queue, attribute)
 
-    def _in_lane(self, job: dict[str, Any]) -> bool:
-        return min(max(int(job.get("priority", 0)), 0), 2) == self.lane
-
     async def info(self, jobs: bool = False, offset: int = 0, limit: int = 10) -> QueueInfo:
-        whole = await self.queue.info(jobs=jobs, offset=offset, limit=limit)
-        depth = (await self.queue.depths())[self.priority]
-        active_ids = await self.queue.redis.lrange(self.queue._active, 0, -1)
-        stored = await self.queue.redis.mget(active_ids) if active_ids else []
-        active = [job.to_dict() for job in map(self.queue.deserialize, stored) if job is not None]
+        """The whole queue's workers and totals, with this lane's depth, running jobs and a page of its waiting ones
+        (read from the lane itself: a page of the whole queue could hold none of them)."""
+        whole = await self.queue.info()
+        depth, active, waiting = await self.queue.lane_view(self.priority, offset, limit)
         return {
             **whole,
             "name": self.name,
             "queued": depth,
-            "active": sum(1 for job in active if self._in_lane(job)),
-            "jobs": [job for job in whole["jobs"] if self._in_lane(job)],
+            "active": len(active),
+            "jobs": [job.to_dict() for job in (*active, *waiting)] if jobs else [],
         }
 
 

@@ -160,6 +160,20 @@ class PriorityRedisQueue(RedisQueue):
             lengths = await pipe.execute()
         return dict(zip(PRIORITIES, lengths, strict=True))
 
+    async def lane_view(self, priority: Priority, offset: int, limit: int) -> tuple[int, list[Job], list[Job]]:
+        """A lane's depth, its running jobs and a page of its waiting ones: what the queue UI shows of a lane."""
+        lane = self.lanes[LANE_OF_PRIORITY[priority]]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(lane)
+            pipe.lrange(self._active, 0, -1)
+            pipe.lrange(lane, offset, offset + limit - 1)
+            depth, active_ids, waiting_ids = await pipe.execute()
+        stored = await self.redis.mget([*active_ids, *waiting_ids]) if active_ids or waiting_ids else []
+        jobs = [self.deserialize(raw) for raw in stored]
+        active = [job for job in jobs[: len(active_ids)] if job is not None and self.lane(job) == lane]
+        waiting = [job for job in jobs[len(active_ids) :] if job is not None]
+        return depth, active, waiting
+
 
 def create_queue(redis_url: str, namespace: str, drains: tuple[Priority, ...] = PRIORITIES) -> PriorityRedisQueue:
     """The queue on its own connection pool: blocking dequeues must not share the cache's short timeouts."""

@@ -189,21 +189,26 @@ async def test_the_ui_s_bare_path_redirects_to_its_root(client: AsyncTestClient[
     assert answer.headers["location"] == "/saq/?x=1"
 
 
-async def test_the_ui_shows_each_lane_s_depth(
+async def test_the_ui_shows_each_lane_s_depth_and_its_own_jobs(
     client: AsyncTestClient[Litestar], alice: Account, db: asyncpg.Pool, settings: Settings, empty_lanes: None
 ) -> None:
+    """A lane lists its own jobs, also behind a longer queue of another lane (the UI shows ten jobs a page)."""
     admin, _ = await sign_up_admin(client, db)
-    for priority in ("high", "high", "low"):
+    keys: dict[str, set[str]] = {"high": set(), "normal": set(), "low": set()}
+    for priority in ["normal"] * 11 + ["high", "high", "low"]:
         workflow = await create(client, alice, cash_flows=[-100.0, 60.0, 60.0], priority=priority)
-        await start_run(client, alice, workflow["id"])
+        keys[priority].add((await start_run(client, alice, workflow["id"]))["job_id"])
     status, body = await queues(client, admin.headers)
     assert status == 200, body
     depths = {queue["name"]: queue["queued"] for queue in body["queues"]}
-    assert depths == {queue_name(settings): 3, "high": 2, "normal": 0, "low": 1}
-    client.cookies.clear()
-    lane = await client.get(f"{QUEUES}/high", headers=admin.headers)
-    assert lane.status_code == 200, lane.text
-    assert lane.json()["queue"]["queued"] == 2
+    assert depths == {queue_name(settings): 14, "high": 2, "normal": 11, "low": 1}
+    for lane in ("high", "low"):
+        client.cookies.clear()
+        answer = await client.get(f"{QUEUES}/{lane}", headers=admin.headers)
+        assert answer.status_code == 200, answer.text
+        shown = answer.json()["queue"]
+        assert shown["queued"] == len(keys[lane])
+        assert {job["key"] for job in shown["jobs"]} == keys[lane]
 
 
 def set_cookie_of(answer: Any) -> str:
