@@ -96,10 +96,9 @@ SAQ_PATHS = [
     ("GET", "/saq/api/queues/roi/jobs/some-job"),
     ("POST", "/saq/api/queues/roi/jobs/some-job/abort"),
     ("POST", "/saq/api/queues/roi/jobs/some-job/retry"),
-    ("POST", "/saq/sign-out"),
 ]
-PUBLIC_SAQ_PATHS = {("GET", "/saq/sign-in"), ("POST", "/saq/sign-in")}
-"""The sign-in form, and where it posts."""
+PUBLIC_SAQ_PATHS = {("GET", "/saq/sign-in"), ("POST", "/saq/sign-in"), ("POST", "/saq/sign-out")}
+"""The sign-in form, where it posts, and sign-out (which clears any cookie, and revokes only an admin's valid one)."""
 
 
 async def test_the_queue_ui_and_its_api_refuse_non_admins(client: AsyncTestClient, alice: Account) -> None:
