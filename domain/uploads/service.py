@@ -83,8 +83,10 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _storage_failure(error: OSError) -> Exception:
+def _storage_failure(error: OSError, offset: int) -> Exception:
     """A full disk is the server's condition, not the client's fault: 507, and the upload resumes later."""
+    if isinstance(error, BytesElsewhere):
+        return Unavailable(f"this host cannot append at {offset}: {error}{error.hint}")
     if error.errno in NO_SPACE:
         return InsufficientStorage("no room to store this upload now; nothing was kept, retry later")
     if isinstance(error, StoreUnavailable):
@@ -160,12 +162,9 @@ class UploadService:
         received = 0
         try:
             writer = await self.storage.writer(upload_id, offset)
-        except BytesElsewhere as error:
-            await self.repository.release(lease, offset)
-            raise Unavailable(f"this host cannot append at {offset}: {error}{error.hint}") from error
         except OSError as error:
             await self.repository.release(lease, offset)
-            raise _storage_failure(error) from error
+            raise _storage_failure(error, offset) from error
         try:
             while True:
                 try:
@@ -208,7 +207,7 @@ class UploadService:
                 await writer.close()
             await self._release(lease, offset, notifier)
             if isinstance(error, OSError):
-                raise _storage_failure(error) from error
+                raise _storage_failure(error, offset) from error
             raise
         if hasher is not None and checksum is not None and hasher.digest() != checksum.digest:
             try:
@@ -221,7 +220,7 @@ class UploadService:
             await writer.sync()
         except OSError as error:
             await self._release(lease, offset, notifier)
-            raise _storage_failure(error) from error
+            raise _storage_failure(error, offset) from error
         finally:
             await writer.close()
         released = await self._release(lease, offset + received, notifier)
