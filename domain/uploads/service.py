@@ -232,10 +232,11 @@ class UploadService:
         if released is None:
             await self.storage.delete(lease.upload_id)  # deleted meanwhile: drop what this request stored
             raise NotFound("no upload with this id")
-        if released.offset != lease.offset:
-            await notifier.progress(released.offset, lease.length)
+        events = [notifier.progress_event(released.offset, lease.length)] if released.offset != lease.offset else []
         if released.status == "processing":
-            await notifier.status("processing", offset=released.offset, size=lease.length)
+            events += notifier.status_events("processing", offset=released.offset, size=lease.length)
+        await notifier.publish(events)
+        if released.status == "processing":
             await self._enqueue_parse(lease.upload_id)
         return released
 
