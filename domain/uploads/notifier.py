@@ -6,6 +6,7 @@ one, whichever comes first; so a fast upload sends about ten and a slow one a st
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -28,6 +29,8 @@ class UploadNotifier:
         self.events = events
         self.upload_id = upload_id
         self.owner_id = owner_id
+        self._progress: asyncio.Future[None] | None = None
+        self._next_progress: tuple[int, int] | None = None
 
     def status_events(self, status: UploadStatusName, **details: Any) -> list[Event]:
         """A change of status, told on the upload's channel and on its owner's."""
@@ -46,6 +49,23 @@ class UploadNotifier:
 
     async def progress(self, offset: int, size: int) -> None:
         await self.publish([self.progress_event(offset, size)])
+
+    def progress_soon(self, offset: int, size: int) -> None:
+        """Progress told without holding up the caller (a PATCH's body waited ~0.5 ms a publish, more under load):
+        one publish at a time, in order; an offset that comes while one is in flight replaces any still waiting."""
+        self._next_progress = (offset, size)
+        if self._progress is None or self._progress.done():
+            self._progress = asyncio.ensure_future(self._publish_progress())
+
+    async def _publish_progress(self) -> None:
+        while self._next_progress is not None:
+            (offset, size), self._next_progress = self._next_progress, None
+            await self.progress(offset, size)
+
+    async def settle(self) -> None:
+        """Wait for the progress still being told, so that what follows is told after it."""
+        if self._progress is not None:
+            await self._progress
 
     async def publish(self, events: list[Event]) -> None:
         """In their order, in one round trip to Redis: a request that ends an upload waits for one, not three."""

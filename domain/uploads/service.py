@@ -185,7 +185,7 @@ class UploadService:
                     if not await self.repository.renew(lease, offset + received):
                         raise ConflictError("the upload was deleted while this request appended to it")
                 if pacer.due(offset + received):
-                    await notifier.progress(offset + received, lease.length)
+                    notifier.progress_soon(offset + received, lease.length)
         except ClientGone:
             kept = offset if hasher is not None else offset + received  # an unverifiable chunk is discarded
             try:
@@ -229,6 +229,7 @@ class UploadService:
 
     async def _release(self, lease: Lease, offset: int, notifier: UploadNotifier) -> Released:
         released = await self.repository.release(lease, offset)
+        await notifier.settle()  # progress still being told goes before what the release tells
         if released is None:
             await self.storage.delete(lease.upload_id)  # deleted meanwhile: drop what this request stored
             raise NotFound("no upload with this id")
