@@ -136,8 +136,10 @@ class S3Writer:
         if not self._buffered:
             return
         if self._checked is not None:
-            checked, self._checked = self._checked, None
-            await checked
+            # Shielded: a cancelled request leaves the check to finish, and close() waits for it. Kept until it
+            # succeeds, so that every later sync fails as the first did.
+            await asyncio.shield(self._checked)
+            self._checked = None
         key = segment_key(self.upload_id, self._next)
         body, self._buffer = b"".join(self._buffer), []
         with bucket_errors():
