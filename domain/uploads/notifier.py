@@ -6,12 +6,13 @@ one, whichever comes first; so a fast upload sends about ten and a slow one a st
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
 
 from db.models import UploadStatusName
-from domain.events.bus import EventBus, user_channel
+from domain.events.bus import Event, EventBus, user_channel
 
 PROGRESS_STEPS = 10
 PROGRESS_INTERVAL_S = 0.25
@@ -28,15 +29,47 @@ class UploadNotifier:
         self.events = events
         self.upload_id = upload_id
         self.owner_id = owner_id
+        self._progress: asyncio.Future[None] | None = None
+        self._next_progress: tuple[int, int] | None = None
+
+    def status_events(self, status: UploadStatusName, **details: Any) -> list[Event]:
+        """A change of status, told on the upload's channel and on its owner's."""
+        data = {"id": str(self.upload_id), "status": status, **details}
+        return [
+            (upload_channel(self.upload_id), "upload.status", data),
+            (user_channel(self.owner_id), "upload.status", data),
+        ]
+
+    def progress_event(self, offset: int, size: int) -> Event:
+        data = {"id": str(self.upload_id), "offset": offset, "size": size, "progress": offset / size if size else 1.0}
+        return (upload_channel(self.upload_id), "upload.progress", data)
 
     async def status(self, status: UploadStatusName, **details: Any) -> None:
-        data = {"id": str(self.upload_id), "status": status, **details}
-        await self.events.publish(upload_channel(self.upload_id), "upload.status", data)
-        await self.events.publish(user_channel(self.owner_id), "upload.status", data)
+        await self.publish(self.status_events(status, **details))
 
     async def progress(self, offset: int, size: int) -> None:
-        data = {"id": str(self.upload_id), "offset": offset, "size": size, "progress": offset / size if size else 1.0}
-        await self.events.publish(upload_channel(self.upload_id), "upload.progress", data)
+        await self.publish([self.progress_event(offset, size)])
+
+    def progress_soon(self, offset: int, size: int) -> None:
+        """Progress told without holding up the caller (a PATCH's body waited ~0.5 ms a publish, more under load):
+        one publish at a time, in order; an offset that comes while one is in flight replaces any still waiting."""
+        self._next_progress = (offset, size)
+        if self._progress is None or self._progress.done():
+            self._progress = asyncio.ensure_future(self._publish_progress())
+
+    async def _publish_progress(self) -> None:
+        while self._next_progress is not None:
+            (offset, size), self._next_progress = self._next_progress, None
+            await self.progress(offset, size)
+
+    async def settle(self) -> None:
+        """Wait for the progress still being told, so that what follows is told after it."""
+        if self._progress is not None:
+            await self._progress
+
+    async def publish(self, events: list[Event]) -> None:
+        """In their order, in one round trip to Redis: a request that ends an upload waits for one, not three."""
+        await self.events.publish_many(events)
 
 
 class ProgressPacer:

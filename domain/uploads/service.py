@@ -83,8 +83,10 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-def _storage_failure(error: OSError) -> Exception:
+def _storage_failure(error: OSError, offset: int) -> Exception:
     """A full disk is the server's condition, not the client's fault: 507, and the upload resumes later."""
+    if isinstance(error, BytesElsewhere):
+        return Unavailable(f"this host cannot append at {offset}: {error}{error.hint}")
     if error.errno in NO_SPACE:
         return InsufficientStorage("no room to store this upload now; nothing was kept, retry later")
     if isinstance(error, StoreUnavailable):
@@ -160,12 +162,9 @@ class UploadService:
         received = 0
         try:
             writer = await self.storage.writer(upload_id, offset)
-        except BytesElsewhere as error:
-            await self.repository.release(lease, offset)
-            raise Unavailable(f"this host cannot append at {offset}: {error}{error.hint}") from error
         except OSError as error:
             await self.repository.release(lease, offset)
-            raise _storage_failure(error) from error
+            raise _storage_failure(error, offset) from error
         try:
             while True:
                 try:
@@ -186,7 +185,7 @@ class UploadService:
                     if not await self.repository.renew(lease, offset + received):
                         raise ConflictError("the upload was deleted while this request appended to it")
                 if pacer.due(offset + received):
-                    await notifier.progress(offset + received, lease.length)
+                    notifier.progress_soon(offset + received, lease.length)
         except ClientGone:
             kept = offset if hasher is not None else offset + received  # an unverifiable chunk is discarded
             try:
@@ -208,7 +207,7 @@ class UploadService:
                 await writer.close()
             await self._release(lease, offset, notifier)
             if isinstance(error, OSError):
-                raise _storage_failure(error) from error
+                raise _storage_failure(error, offset) from error
             raise
         if hasher is not None and checksum is not None and hasher.digest() != checksum.digest:
             try:
@@ -221,7 +220,7 @@ class UploadService:
             await writer.sync()
         except OSError as error:
             await self._release(lease, offset, notifier)
-            raise _storage_failure(error) from error
+            raise _storage_failure(error, offset) from error
         finally:
             await writer.close()
         released = await self._release(lease, offset + received, notifier)
@@ -230,13 +229,15 @@ class UploadService:
 
     async def _release(self, lease: Lease, offset: int, notifier: UploadNotifier) -> Released:
         released = await self.repository.release(lease, offset)
+        await notifier.settle()  # progress still being told goes before what the release tells
         if released is None:
             await self.storage.delete(lease.upload_id)  # deleted meanwhile: drop what this request stored
             raise NotFound("no upload with this id")
-        if released.offset != lease.offset:
-            await notifier.progress(released.offset, lease.length)
+        events = [notifier.progress_event(released.offset, lease.length)] if released.offset != lease.offset else []
         if released.status == "processing":
-            await notifier.status("processing", offset=released.offset, size=lease.length)
+            events += notifier.status_events("processing", offset=released.offset, size=lease.length)
+        await notifier.publish(events)
+        if released.status == "processing":
             await self._enqueue_parse(lease.upload_id)
         return released
 

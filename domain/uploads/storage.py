@@ -21,8 +21,10 @@ from typing import BinaryIO, Protocol
 READ_BLOCK_BYTES = 1 << 20
 
 
-class BytesElsewhere(Exception):
-    """This host cannot reach the upload's bytes before the offset of record (another host received them)."""
+class BytesElsewhere(OSError):
+    """This host cannot reach the upload's bytes before the offset of record (another host received them).
+
+    An OSError like every failure of the store: a writer may find it out at its first write, not only when opened."""
 
     hint = ""
     """What the operator can do about it, for the error the client reads."""
@@ -56,7 +58,8 @@ class UploadWriter(Protocol):
 class UploadStorage(Protocol):
     async def writer(self, upload_id: uuid.UUID, offset: int) -> UploadWriter:
         """A writer appending at `offset`, the stored bytes cut back to it first; `BytesElsewhere` when fewer than
-        `offset` bytes are stored here, so that nothing is ever written after a hole."""
+        `offset` bytes are stored here, so that nothing is ever written after a hole: raised here, or by the
+        writer's first `write` or `sync` at the latest, before it stores anything."""
         ...
 
     def reader(self, upload_id: uuid.UUID) -> BinaryIO:
