@@ -27,7 +27,7 @@ logger = logging.getLogger("roi.uploads")
 
 
 def _parse_stored(storage: UploadStorage, upload_id: uuid.UUID, length: int) -> Ledger:
-    stream: BinaryIO = storage.reader(upload_id) if length else io.BytesIO()  # an empty upload stores no file
+    stream: BinaryIO = storage.reader(upload_id, length) if length else io.BytesIO()  # an empty upload stores no file
     with stream:
         return parse_ledger(stream)
 
@@ -48,7 +48,7 @@ async def parse_upload(engine: AsyncEngine, storage: UploadStorage, events: Even
     except LedgerError as error:
         return await _fail(engine, notifier, str(error))
     except FileNotFoundError:
-        return await _fail(engine, notifier, "the uploaded file is no longer stored; upload it again")
+        return await _fail(engine, notifier, "the uploaded file is no longer stored in full; upload it again")
     async with engine.begin() as conn:
         stored = await conn.execute(
             update(Upload)

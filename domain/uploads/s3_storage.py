@@ -172,11 +172,11 @@ class ChainReader(io.RawIOBase):
     `GET` from the position on, a block at a time, never whole; a seek drops the stream, and the next read starts
     a ranged one. (obstore's buffered reader makes a ranged request per block instead: 2-3 times slower here.)"""
 
-    def __init__(self, store: S3Store, chain: list[tuple[str, int]]) -> None:
+    def __init__(self, store: S3Store, chain: list[tuple[str, int]], length: int) -> None:
         self.store = store
         self.keys = [key for key, _ in chain]
         self.starts = list(itertools.accumulate((size for _, size in chain), initial=0))
-        self.size = self.starts[-1]
+        self.size = min(self.starts[-1], length)
         self.position = 0
         self.stream: BytesStream | None = None
         self.block = memoryview(b"")
@@ -257,13 +257,17 @@ class S3Storage:
             with bucket_errors():
                 await obstore.delete_async(self.store, stale)
 
-    def reader(self, upload_id: uuid.UUID) -> BinaryIO:
+    def reader(self, upload_id: uuid.UUID, length: int | None = None) -> BinaryIO:
         with bucket_errors():
             metas = obstore.list(self.store, self._prefix(upload_id), chunk_size=1000).collect()
-        chain, _ = _chain(_segments(metas))
+        chain, reached = _chain(_segments(metas), length)
         if not chain:
             raise FileNotFoundError(f"no stored bytes for upload {upload_id}")
-        return io.BufferedReader(ChainReader(self.store, chain), READ_BLOCK_BYTES)
+        if length is not None and reached < length:
+            raise FileNotFoundError(f"upload {upload_id}: {length - reached} of its {length} bytes are not stored")
+        return io.BufferedReader(
+            ChainReader(self.store, chain, reached if length is None else length), READ_BLOCK_BYTES
+        )
 
     async def chunks(self, upload_id: uuid.UUID, length: int) -> AsyncIterator[bytes]:
         chain, reached = _chain(await self._listed(upload_id), length)

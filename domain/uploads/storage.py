@@ -62,8 +62,10 @@ class UploadStorage(Protocol):
         writer's first `write` or `sync` at the latest, before it stores anything."""
         ...
 
-    def reader(self, upload_id: uuid.UUID) -> BinaryIO:
-        """The stored bytes as a (blocking) file object, for the parser's thread; FileNotFoundError if none."""
+    def reader(self, upload_id: uuid.UUID, length: int | None = None) -> BinaryIO:
+        """The first `length` stored bytes (all of them, if None) as a (blocking) file object, for the parser's
+        thread; FileNotFoundError when none or fewer are stored (a parse of a cut file could succeed on wrong
+        figures)."""
         ...
 
     def chunks(self, upload_id: uuid.UUID, length: int) -> AsyncIterator[bytes]:
@@ -140,11 +142,16 @@ class LocalStorage:
             raise
         return LocalFileWriter(fd, offset, new_in=self.directory if created else None)
 
-    def reader(self, upload_id: uuid.UUID) -> BinaryIO:
-        return self.path(upload_id).open("rb")
+    def reader(self, upload_id: uuid.UUID, length: int | None = None) -> BinaryIO:
+        stored = self.path(upload_id).open("rb")
+        size = os.fstat(stored.fileno()).st_size
+        if length is not None and size < length:
+            stored.close()
+            raise FileNotFoundError(f"upload {upload_id}: {length - size} of its {length} bytes are not stored")
+        return stored
 
     async def chunks(self, upload_id: uuid.UUID, length: int) -> AsyncIterator[bytes]:
-        stored = await asyncio.to_thread(self.reader, upload_id)
+        stored = await asyncio.to_thread(self.path(upload_id).open, "rb")
         try:
             remaining = length
             while remaining > 0:

@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from obstore.store import S3Store
 
 from app.asgi import create_app
+from domain.uploads.processing import parse_upload
 from domain.uploads.s3_storage import SEGMENT_BYTES, S3Storage, open_bucket, parse_store_url
 from infra.settings import Settings
 from testkit.ledgers import csv_ledger_bytes
@@ -150,3 +151,25 @@ async def test_a_bucket_that_does_not_answer_is_503_and_the_offset_stays(
     assert "UPLOAD_STORE" in refused.json()["detail"]
     assert await offset_of(s3_client, alice, location) == 10
     assert await objects_of(s3_store, location) == {f"{0:020d}": 10}
+
+
+async def test_a_ledger_missing_a_segment_fails_its_parse_instead_of_reading_short(
+    s3_client: AsyncTestClient, alice: Account, s3_store: str
+) -> None:
+    """A CSV cut at a line boundary parses cleanly: read short, it would be `ready` with the wrong cash flows."""
+    ledger, _ = csv_ledger_bytes(2_000)
+    cut = ledger.index(b"\n", len(ledger) // 2) + 1
+    location = await create_upload(s3_client, alice, len(ledger))
+    assert (await append(s3_client, alice, location, 0, ledger[:cut])).status_code == 204
+    assert (await append(s3_client, alice, location, cut, ledger[cut:])).status_code == 204
+    upload_id = uuid.UUID(location.rsplit("/", 1)[-1])
+    await obstore.delete_async(open_bucket(s3_store), f"{upload_id.hex}/{cut:020d}")  # lost behind the service's back
+
+    services = s3_client.app.state.services  # driven on the app's own loop
+    parsed = s3_client.blocking_portal.call(parse_upload, services.engine, services.storage, services.events, upload_id)
+    assert parsed == "failed"
+    upload = (await s3_client.get(location, headers=alice.headers)).json()
+    assert (upload["status"], upload["error"]) == (
+        "failed",
+        "the uploaded file is no longer stored in full; upload it again",
+    )
