@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from bench.connection import Answer, UploadFailed
-from bench.mixed import ACTIONS, LIST_LIMIT, TERMINAL, THINK_S, Mix, User
+from bench.mixed import TERMINAL, Mix, User
 from bench.uploads import TUS, Ledger
 from bench.ws import EventSocket
 from domain.events.bus import user_channel
@@ -122,25 +122,9 @@ class ChaosUser(User):
         self.token = token
         self.bearer = {"Authorization": f"Bearer {token}"}
 
-    async def act(self, ledger: Ledger) -> None:
-        actions, weights = list(ACTIONS), list(ACTIONS.values())
-        while not self.mix.stopping:
-            await asyncio.sleep(self.random.expovariate(1 / THINK_S))
-            if self.mix.stopping:
-                break
-            action = self.random.choices(actions, weights)[0]
-            workflow_id = self.random.choice(self.workflows)
-            if action == "list":
-                await self.send("GET", f"/api/workflows?limit={LIST_LIMIT}")
-            elif action == "status":
-                await self.send("GET", f"/api/workflows/{workflow_id}/status")
-            elif action == "detail":
-                await self.send("GET", f"/api/workflows/{workflow_id}")
-            elif action == "run":
-                await self.run(workflow_id)
-            else:
-                await self.upload(ledger)
-        self.connection.close()
+    async def read(self, kind: str, path: str) -> None:
+        """The mixed load's reads (its `act` drives this user too), tallied by status rather than timed."""
+        await self.send("GET", path)
 
     async def send(
         self, method: str, path: str, headers: dict[str, str] | None = None, body: memoryview | None = None
