@@ -19,7 +19,7 @@ import asyncio
 
 import msgspec
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
 
 from app.metrics import REQUESTS_REFUSED
 
@@ -66,17 +66,13 @@ class AdmissionMiddleware:
         body = msgspec.json.encode(
             {"status_code": 503, "detail": f"the server is at capacity: retry after {retry_after_s} s"}
         )
-        self.refusal_start = {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after_s).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-        self.refusal_body = {"type": "http.response.body", "body": body}
+        self.refusal_headers = (
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(retry_after_s).encode()),
+            (b"cache-control", b"no-store"),
+        )
+        self.refusal_body = body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP or scope["path"] in ALWAYS_ADMITTED:
@@ -84,11 +80,17 @@ class AdmissionMiddleware:
             return
         if self.in_flight >= self.max_in_flight or self.lag.behind_s() > self.max_queue_s:
             REQUESTS_REFUSED.inc()
-            await send(self.refusal_start)  # type: ignore[arg-type]
-            await send(self.refusal_body)  # type: ignore[arg-type]
+            await self._refuse(send)
             return
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+    async def _refuse(self, send: Send) -> None:
+        # Fresh messages each time: the `before_send` hooks add to the headers they are given, and a shared message
+        # grew by theirs on every refusal until each refusal took seconds to send (seen under overload).
+        headers = list(self.refusal_headers)
+        await send(HTTPResponseStartEvent(type="http.response.start", status=503, headers=headers))
+        await send(HTTPResponseBodyEvent(type="http.response.body", body=self.refusal_body, more_body=False))

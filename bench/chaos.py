@@ -51,6 +51,7 @@ from bench.uploads import Ledger
 from db.pools import asyncpg_dsn
 from domain.agents.steps import STEP_EXECUTORS, RunState
 from domain.events.bus import EventKeys, user_channel
+from domain.events.socket import CloseCode
 from testkit.factories import ParametersFactory, RegistrationFactory, WorkflowCreateFactory
 from testkit.granian import Server
 from testkit.ledgers import csv_ledger_bytes
@@ -150,7 +151,7 @@ async def _chaos(cluster: Cluster, duration_s: float, seed: int, kinds: list[str
     assert cluster.serve is not None
     server = Server(host="127.0.0.1", port=cluster.api_port, pid=cluster.serve.pid)
     users = await _users(cluster.base_url, server, answers, uploads, rng)
-    watches = [ChannelWatch() for _ in users]
+    watches = [user.watch for user in users]
     stopping = asyncio.Event()
     watching = [asyncio.create_task(watch_channel(u, server, w, stopping)) for u, w in zip(users, watches, strict=True)]
     await _until(lambda: all(watch.last_seq is not None for watch in watches), 30.0, "every socket subscribed")
@@ -367,6 +368,16 @@ async def _checks(
                 "no request with a revoked token succeeded after 1 s",
                 accepted == 0,
                 f"{len(log.revocations)} token(s) revoked; {accepted} request(s) with one were accepted",
+            )
+        )
+        with_socket = [revocation for revocation in log.revocations if revocation.socket_open]
+        unclosed = [r.socket_closes for r in with_socket if CloseCode.UNAUTHORIZED not in r.socket_closes]
+        checks.append(
+            Check(
+                "every WebSocket of a revoked token closed with 4401 within 1 s",
+                not unclosed,
+                f"{len(with_socket)} of {len(log.revocations)} revoked token(s) had a WebSocket open; {len(unclosed)} "
+                "not closed with 4401" + (f" (their close codes: {unclosed[:5]})" if unclosed else ""),
             )
         )
     return checks

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from bench.connection import Answer, UploadFailed
-from bench.mixed import ACTIONS, LIST_LIMIT, TERMINAL, THINK_S, Mix, User
+from bench.mixed import TERMINAL, Mix, User
 from bench.uploads import TUS, Ledger
 from bench.ws import EventSocket
 from domain.events.bus import user_channel
@@ -99,6 +99,8 @@ class ChaosUser(User):
         self.email = email
         self.password = password
         self.runs_started = 0
+        self.watch = ChannelWatch()
+        """What the user's WebSocket showed (bench/chaos.py keeps it open with `watch_channel`)."""
 
     def companion(self) -> ChaosUser:
         """The same user on a connection of its own (a second tab): one connection carries one request at a time."""
@@ -113,31 +115,16 @@ class ChaosUser(User):
             self.password,
             self.email,
         )
+        twin.watch = self.watch
         return twin
 
     def use_token(self, token: str) -> None:
         self.token = token
         self.bearer = {"Authorization": f"Bearer {token}"}
 
-    async def act(self, ledger: Ledger) -> None:
-        actions, weights = list(ACTIONS), list(ACTIONS.values())
-        while not self.mix.stopping:
-            await asyncio.sleep(self.random.expovariate(1 / THINK_S))
-            if self.mix.stopping:
-                break
-            action = self.random.choices(actions, weights)[0]
-            workflow_id = self.random.choice(self.workflows)
-            if action == "list":
-                await self.send("GET", f"/api/workflows?limit={LIST_LIMIT}")
-            elif action == "status":
-                await self.send("GET", f"/api/workflows/{workflow_id}/status")
-            elif action == "detail":
-                await self.send("GET", f"/api/workflows/{workflow_id}")
-            elif action == "run":
-                await self.run(workflow_id)
-            else:
-                await self.upload(ledger)
-        self.connection.close()
+    async def read(self, kind: str, path: str) -> None:
+        """The mixed load's reads (its `act` drives this user too), tallied by status rather than timed."""
+        await self.send("GET", path)
 
     async def send(
         self, method: str, path: str, headers: dict[str, str] | None = None, body: memoryview | None = None
@@ -253,6 +240,14 @@ class ChannelWatch:
     connections: int = 0
     close_codes: Counter[int] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    open_token: str | None = None
+    """The token of the connection open now, upgraded and not yet closed."""
+    closed_tokens: dict[str, list[int]] = field(default_factory=dict)
+    """Close codes the server sent, by the token of the connection it closed."""
+
+    def closed(self, token: str, code: int) -> None:
+        self.close_codes[code] += 1
+        self.closed_tokens.setdefault(token, []).append(code)
 
     def subscribed(self, seq: int, recovered: bool) -> None:
         if not recovered or self.last_seq is None:
@@ -279,8 +274,9 @@ class ChannelWatch:
 class ChaosSocket(EventSocket):
     """One connection of a user's watch: subscribes with `since` once upgraded, again after `unavailable`."""
 
-    def __init__(self, host: str, path: str, channel: str, watch: ChannelWatch) -> None:
-        super().__init__(host, path)
+    def __init__(self, host: str, token: str, channel: str, watch: ChannelWatch) -> None:
+        super().__init__(host, f"/ws?token={token}")
+        self.token = token
         self.channel = channel
         self.watch = watch
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -295,6 +291,8 @@ class ChaosSocket(EventSocket):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.watch.open_token == self.token:
+            self.watch.open_token = None
         if not self.upgrade.done():
             self.upgrade.set_exception(ConnectionError(f"closed before the upgrade: {exc}"))
         if not self.subscribed.done():
@@ -308,7 +306,7 @@ class ChaosSocket(EventSocket):
     def _frame(self, opcode: int, payload: bytes, now: float) -> None:
         if opcode == 0x8:
             self.closed = True
-            self.watch.close_codes[int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005] += 1
+            self.watch.closed(self.token, int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005)
             if self.transport is not None:
                 self.transport.close()
         elif payload.startswith(b'{"type":"subscribed"'):
@@ -331,10 +329,12 @@ async def watch_channel(user: ChaosUser, server: Server, watch: ChannelWatch, st
         socket: ChaosSocket | None = None
         try:
             _, socket = await loop.create_connection(
-                lambda: ChaosSocket(server.address, f"/ws?token={user.token}", channel, watch), server.host, server.port
+                lambda: ChaosSocket(server.address, user.token, channel, watch), server.host, server.port
             )
             await asyncio.wait_for(socket.upgrade, UPGRADE_TIMEOUT_S)
             watch.connections += 1
+            if not socket.closed:
+                watch.open_token = socket.token
             socket.subscribe()
             stop: asyncio.Future[object] = asyncio.ensure_future(stopping.wait())
             lost: asyncio.Future[object] = socket.lost  # type: ignore[assignment]

@@ -74,6 +74,10 @@ class Revocation:
     token: str
     revoked_at_s: float
     accepted_after: list[str] = field(default_factory=list)
+    socket_open: bool = False
+    """The user's WebSocket was open with this token when it was revoked: the server must close it with 4401."""
+    socket_closes: list[int] = field(default_factory=list)
+    """The codes the server closed WebSockets of this token with, REVOCATION_GRACE_S after the revocation."""
 
 
 @dataclass
@@ -246,19 +250,22 @@ class Injector:
         """Log a user out, sign in again; after REVOCATION_GRACE_S, the old token must be refused everywhere."""
         user = self.random.choice(self.users)
         old = user.token
+        socket_open = user.watch.open_token == old
         async with httpx.AsyncClient(base_url=self.cluster.base_url, timeout=10.0) as client:
             logout = await client.post("/api/auth/logout", headers={"Authorization": f"Bearer {old}"})
             if logout.status_code >= 300:
                 raise RuntimeError(f"logout answered {logout.status_code}: {logout.text[:200]}")
-            revocation = Revocation(old, self.answers.now())
+            revocation = Revocation(old, self.answers.now(), socket_open=socket_open)
             self.log.revocations.append(revocation)
             login = await client.post("/api/auth/login", json={"email": user.email, "password": user.password})
             if login.status_code == 200:
                 user.use_token(msgspec.json.decode(login.content, type=_Token).access_token)
             await asyncio.sleep(REVOCATION_GRACE_S)
+            revocation.socket_closes = list(user.watch.closed_tokens.get(old, []))
             probes = await probe_revoked(client, old)
         revocation.accepted_after += probes
-        return f"logout of user {user.user_id[:8]}; old token accepted {len(probes)} time(s) after the grace"
+        socket = f"its WebSocket closed with {revocation.socket_closes}" if socket_open else "no WebSocket open"
+        return f"logout of user {user.user_id[:8]}; {socket}; old token accepted {len(probes)} time(s) after the grace"
 
 
 async def probe_revoked(client: httpx.AsyncClient, token: str) -> list[str]:

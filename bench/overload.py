@@ -316,7 +316,14 @@ async def measure_overload(
 
 
 def _recovery_s(after: Phase, normal_p95_ms: float) -> float:
-    """Seconds from the end of the overload until a window's p95 is back to normal and stays there; NaN if never."""
+    """Seconds from the end of the overload until p95 is back to normal: the first window whose p95 is, and from
+    which on the p95 of all later answers pooled is too; NaN if never.
+
+    Why pooled rather than every later window on its own: on 2 shared cores one quarter second of ~70 answers misses
+    the mark through another process alone (seen: one window at 21 ms against 18 ms allowed, 4 s after the end of a
+    recovery in 0.25 s), which says nothing of the server; one that stays slow still fails, its slow answers being
+    more than 5 % of the rest.
+    """
     limit = max(normal_p95_ms * RECOVERED_P95_RATIO, normal_p95_ms + RECOVERED_P95_SLACK_MS)
     windows: dict[int, list[float]] = {}
     for scheduled, latency, status, _ in after.answers:
@@ -325,8 +332,12 @@ def _recovery_s(after: Phase, normal_p95_ms: float) -> float:
             REQUEST_TIMEOUT_S if late else latency
         )
     count = int(RECOVERY_S / RECOVERY_WINDOW_S)
-    bad = [index for index in range(count) if index not in windows or percentile(_ms(windows[index]), 0.95) > limit]
-    if not bad:
-        return 0.0
-    last_bad = max(bad)
-    return (last_bad + 1) * RECOVERY_WINDOW_S if last_bad + 1 < count else float("nan")
+    for index in range(count):
+        later = [latency for window in range(index, count) for latency in windows.get(window, [])]
+        if (
+            index in windows
+            and percentile(_ms(windows[index]), 0.95) <= limit
+            and percentile(_ms(later), 0.95) <= limit
+        ):
+            return index * RECOVERY_WINDOW_S
+    return float("nan")

@@ -39,19 +39,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_requeue_after_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     worker_reconcile_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
-    api_max_in_flight: PositiveInt = 64
+    api_max_in_flight: PositiveInt = 32
     """Requests one API worker process handles at once; more are refused at once with 503 and Retry-After, so that
-    past capacity the admitted ones stay fast and the rest learn to come back instead of timing out."""
+    past capacity the admitted ones stay fast and the rest learn to come back instead of timing out. A request waits
+    for the others in flight (Little's law: latency = in flight / throughput), and a few already keep the CPU busy
+    while the rest wait on PostgreSQL: at 3x capacity on 2 shared cores, 64 gave an admitted p99 of 0.7-1.3 s, 24 of
+    0.36-0.39 s at the same throughput."""
     api_max_queue_ms: Annotated[float, msgspec.Meta(gt=0)] = 1000.0
     """How far behind its event loop may be (requests waiting their turn) before a process refuses new requests. A
     CPU-starved process lags too, with nothing queued: at 100 ms, tests on a machine at load 15 were refused."""
     api_retry_after_s: PositiveInt = 1
     api_backlog: Annotated[int, msgspec.Meta(ge=128)] = 2048
     """Connections the kernel holds for Granian before it accepts them (`roi serve`)."""
-    api_backpressure: PositiveInt = 128
-    """Requests one Granian worker hands to the app at once (`roi serve`); the rest wait in Granian, unseen by the
-    admission limits. Above API_MAX_IN_FLIGHT, so that the excess reaches the app and is refused; Granian's own
-    default (backlog / workers) let a worker queue ~1,000 requests and grow to ~1 GB under overload (measured)."""
+    api_backpressure: PositiveInt = 4096
+    """Connections one Granian worker keeps open at once (`roi serve`). Granian counts connections, not requests: a
+    keep-alive client holds one whether idle or not, and past the limit new connections wait in the kernel's backlog,
+    never answered, until their clients time out. So it is far above what clients keep open, and the admission limits
+    (API_MAX_IN_FLIGHT, API_MAX_QUEUE_MS) answer the excess with a 503 instead; an open, idle connection costs a worker
+    ~21 KB (4,000 measured), so the limit bounds memory at ~90 MB per worker."""
 
     access_token_ttl_s: PositiveInt = 86_400
     token_revocation_poll_s: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.25

@@ -83,6 +83,9 @@ def test_requests_past_the_limit_are_refused_at_once_and_admitted_again_when_it_
             answers = list(pool.map(lambda _: get_me(), range(EXCESS)))  # none hangs: a timeout would raise
         assert {answer.status_code for answer in answers} == {503}
         assert all(answer.headers["retry-after"] == "3" for answer in answers)
+        # Each refusal is the same small answer: none carries the headers added to the ones before it.
+        assert {len(answer.headers.raw) for answer in [refused, *answers]} == {len(refused.headers.raw)}
+        assert all(answer.headers.get_list("x-content-type-options") == ["nosniff"] for answer in answers)
 
         # A load balancer still sees the process alive and ready while it refuses work.
         assert http.get("/health").status_code == 200

@@ -23,6 +23,9 @@ from app.embedded import ROOT_CLUSTERS
 
 READY_DEADLINE_S = 90.0
 EXIT_DEADLINE_S = 30.0
+HELD_OPEN = 300
+"""Idle keep-alive connections, more than Granian's backpressure once let one worker keep (128)."""
+ANSWER_DEADLINE_S = 10.0
 
 
 def free_port() -> int:
@@ -226,3 +229,25 @@ def test_a_start_up_failure_is_one_line_saying_what_to_do(
     lines = outcome.stderr.strip().splitlines()
     assert len(lines) == 1, outcome.stderr
     assert says in lines[0]
+
+
+@pytest.mark.slow
+def test_a_worker_holding_many_idle_keep_alive_connections_still_answers_new_ones(data_dir: Path) -> None:
+    """Granian's backpressure counts connections, idle or not: past it a new client waits, unanswered, in the
+    kernel's backlog. Many idle clients must not shut the others out: the excess is for the admission limits."""
+    port = free_port()
+    process = serve(data_dir, port, workers=1)
+    held: list[socket.socket] = []
+    try:
+        wait_ready(process, f"http://127.0.0.1:{port}", data_dir)
+        for _ in range(HELD_OPEN):
+            connection = socket.create_connection(("127.0.0.1", port), timeout=ANSWER_DEADLINE_S)
+            held.append(connection)
+            connection.sendall(b"GET /health HTTP/1.1\r\nHost: roi\r\n\r\n")
+            assert connection.recv(4096).startswith(b"HTTP/1.1 200"), f"connection {len(held)} was not answered"
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=ANSWER_DEADLINE_S).status_code == 200
+        stop_and_check_nothing_is_left(process, data_dir)
+    finally:
+        for connection in held:
+            connection.close()
+        stop_whatever_is_left(process)

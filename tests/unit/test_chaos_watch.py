@@ -44,3 +44,12 @@ def test_a_repeated_or_older_event_is_out_of_order() -> None:
         watch.event(seq)
 
     assert (watch.out_of_order, watch.gaps, watch.last_seq) == (2, 0, 3)
+
+
+def test_a_close_is_put_down_to_the_token_of_the_connection_it_closed() -> None:
+    watch = ChannelWatch()
+    watch.closed("revoked-token", 4401)  # the server closed the socket of the token that was just revoked
+    watch.closed("new-token", 1012)  # later, the reconnected socket lost the hub
+
+    assert watch.closed_tokens == {"revoked-token": [4401], "new-token": [1012]}
+    assert watch.close_codes == {4401: 1, 1012: 1}
