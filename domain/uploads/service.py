@@ -21,6 +21,7 @@ from domain.errors import (
     DomainError,
     Gone,
     InsufficientStorage,
+    Locked,
     NotFound,
     PayloadTooLarge,
     Unavailable,
@@ -102,6 +103,11 @@ async def _discard(writer: UploadWriter) -> None:
         logger.warning("could not discard the bytes of a failed append; the next append cuts them", exc_info=True)
 
 
+class _LeaseLost(Exception):
+    def __init__(self, reason: DomainError) -> None:
+        self.reason = reason
+
+
 class UploadService:
     def __init__(
         self,
@@ -180,12 +186,19 @@ class UploadService:
                 received += len(chunk)
                 if hasher is not None:
                     hasher.update(chunk)
-                if hasher is None and recording.due():
-                    await writer.sync()
-                    if not await self.repository.renew(lease, offset + received):
-                        raise ConflictError("the upload was deleted while this request appended to it")
+                if recording.due():
+                    # Unverified bytes (a checksum is pending) are not recorded, but the lease is kept all the same:
+                    # lapsed, it would let another request append at this offset while this one still writes there.
+                    recorded = offset if hasher is not None else offset + received
+                    if recorded > offset:
+                        await writer.sync()
+                    if not await self.repository.renew(lease, recorded):
+                        raise _LeaseLost(await self._lease_lost(lease))
                 if pacer.due(offset + received):
                     notifier.progress_soon(offset + received, lease.length)
+        except _LeaseLost as lost:
+            await writer.close()  # what it wrote past the offset of record is the next writer's to cut
+            raise lost.reason from None
         except ClientGone:
             kept = offset if hasher is not None else offset + received  # an unverifiable chunk is discarded
             try:
@@ -231,8 +244,7 @@ class UploadService:
         released = await self.repository.release(lease, offset)
         await notifier.settle()  # progress still being told goes before what the release tells
         if released is None:
-            await self.storage.delete(lease.upload_id)  # deleted meanwhile: drop what this request stored
-            raise NotFound("no upload with this id")
+            raise await self._lease_lost(lease)
         events = [notifier.progress_event(released.offset, lease.length)] if released.offset != lease.offset else []
         if released.status == "processing":
             events += notifier.status_events("processing", offset=released.offset, size=lease.length)
@@ -240,6 +252,16 @@ class UploadService:
         if released.status == "processing":
             await self._enqueue_parse(lease.upload_id)
         return released
+
+    async def _lease_lost(self, lease: Lease) -> DomainError:
+        """Why a request's lease is gone: the upload was deleted (what it stored is dropped), or the request stalled
+        past its lease and another one appends now (whose bytes are left alone: same offset, same storage)."""
+        try:
+            await self.repository.head(lease.upload_id, lease.owner_id)
+        except NotFound:
+            await self.storage.delete(lease.upload_id)
+            return NotFound("no upload with this id")
+        return Locked("this request stalled past its lease and another request appends now; HEAD for the offset")
 
     async def _enqueue_parse(self, upload_id: uuid.UUID) -> None:
         try:

@@ -25,7 +25,7 @@ from infra.settings import Settings
 from testkit.ledgers import csv_ledger_bytes, write_xlsx_ledger
 from tests.integration.jobs_support import running_worker, wait_until, worker_config
 from tests.integration.support import Account
-from tests.integration.upload_support import append, create_upload, offset_of, stored_bytes, upload_view
+from tests.integration.upload_support import append, checksum, create_upload, offset_of, stored_bytes, upload_view
 from tests.integration.ws_support import LiveServer, connected, events_until, live_server, receive, subscribe
 
 CHUNK = 64 * 1024
@@ -299,3 +299,38 @@ async def test_an_xlsx_ledger_is_parsed_like_a_csv_one(
         assert (await append(api, alice, location, 0, data)).status_code == 204
         view = await wait_for_upload(api, alice, location, "ready", "failed")
     assert (view["status"], view["rows"], view["periods"]) == ("ready", 2_000, len(flows))
+
+
+async def test_a_checksummed_patch_keeps_its_lease_while_its_body_arrives_slowly(
+    alice: Account, settings: Settings, tmp_path: Path
+) -> None:
+    """Its bytes cannot be recorded before the checksum is verified, but its lease must not lapse meanwhile:
+    another request would append at the same offset, and the first one's end would then drop the other's bytes."""
+    body = b"0123456789" * 3_000
+    pieces = [body[start : start + 1_000] for start in range(0, len(body), 1_000)]
+    stalled_past_lease = asyncio.Event()
+    with live_server(settings, tmp_path, workers=1, UPLOAD_IDLE_TIMEOUT_S="1") as server:  # a lease of 11 s
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as api:
+            location = await create_upload(api, alice, len(body))
+
+            async def trickle() -> AsyncIterator[bytes]:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                for piece in pieces:
+                    yield piece
+                    if loop.time() - started > 12:
+                        stalled_past_lease.set()
+                    await asyncio.sleep(0.5)  # a slow client: each piece within the idle timeout, 15 s in all
+
+            first = asyncio.create_task(
+                append(api, alice, location, 0, trickle(), **{"Upload-Checksum": checksum("sha1", body)})
+            )
+            stalled = asyncio.create_task(stalled_past_lease.wait())
+            await asyncio.wait([first, stalled], return_when=asyncio.FIRST_COMPLETED)
+            assert not first.done(), (await first).text
+            second = await append(api, alice, location, 0, b"x" * 10)
+            assert second.status_code == 423, second.text
+            done = await first
+            assert (done.status_code, done.headers["upload-offset"]) == (204, str(len(body))), done.text
+            content = await api.get(f"{location}/content", headers={**alice.headers, "Accept-Encoding": "identity"})
+            assert content.content == body
