@@ -16,7 +16,8 @@ from typing import Any, TypeAlias
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
 
 logger = logging.getLogger("roi.events")
 
@@ -75,33 +76,55 @@ class EventBus:
         stay exactly as with one `publish` per event."""
         if not events:
             return []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self.publish_in(pipe, events)
+                answers = await pipe.execute(raise_on_error=False)
+        except (TimeoutError, RedisError, OSError) as error:
+            return self.dropped(events, error)
+        return await self.published(events, answers)
+
+    def publish_in(self, pipe: Pipeline, events: Sequence[Event]) -> None:
+        """Add the publishing of `events` to `pipe` (executed with `raise_on_error=False`), whose answers, from the
+        first of them on, go to `published`. By the script's hash: a pipeline running a registered script asks
+        whether it is loaded first, one more round trip."""
         now = datetime.datetime.now(datetime.UTC)
         timestamp = msgspec.json.encode(now)
         oldest_kept_ms = max(int(now.timestamp() * 1000) - self.history_age_s * 1000, 0)
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for channel, event, data in events:
-                    await self._publish(
-                        keys=[self.keys.sequence(channel), self.keys.history(channel), self.keys.live(channel)],
-                        args=[
-                            msgspec.json.encode(channel),
-                            msgspec.json.encode(event),
-                            msgspec.json.encode(data),
-                            timestamp,
-                            self.history_size,
-                            self.history_age_s * 1000 * 2,
-                            oldest_kept_ms,
-                            SEQUENCE_TTL_MS,
-                        ],
-                        client=pipe,
-                    )
-                answers = await pipe.execute()
-        except (TimeoutError, RedisError, OSError) as error:
-            logger.warning(
-                "%d event(s) (%s on %s, ...) not published: %s", len(events), events[0][1], events[0][0], error
+        for channel, event, data in events:
+            pipe.evalsha(
+                self._publish.sha,
+                3,
+                self.keys.sequence(channel),
+                self.keys.history(channel),
+                self.keys.live(channel),
+                msgspec.json.encode(channel),
+                msgspec.json.encode(event),
+                msgspec.json.encode(data),
+                timestamp,
+                self.history_size,
+                self.history_age_s * 1000 * 2,
+                oldest_kept_ms,
+                SEQUENCE_TTL_MS,
             )
-            return [None] * len(events)
+
+    async def published(self, events: Sequence[Event], answers: list[Any]) -> list[int | None]:
+        """The sequence numbers from `publish_in`'s answers; once Redis has lost the script (a restart), it is loaded
+        and the events sent again (none of them ran)."""
+        if any(isinstance(answer, NoScriptError) for answer in answers):
+            try:
+                await self.redis.script_load(_PUBLISH)
+            except (TimeoutError, RedisError, OSError) as error:
+                return self.dropped(events, error)
+            return await self.publish_many(events)
+        failed = next((answer for answer in answers if isinstance(answer, Exception)), None)
+        if failed is not None:
+            return self.dropped(events, failed)
         return [int(seq) for seq in answers]
+
+    def dropped(self, events: Sequence[Event], error: BaseException) -> list[int | None]:
+        logger.warning("%d event(s) (%s on %s, ...) not published: %s", len(events), events[0][1], events[0][0], error)
+        return [None] * len(events)
 
 
 def workflow_channel(workflow_id: object) -> str:
