@@ -37,7 +37,8 @@ class WorkflowNotifier:
         try:
             async with self.events.redis.pipeline(transaction=False) as pipe:
                 invalidating = cache.invalidate_in(pipe, *keys)
-                self.events.publish_in(pipe, events)
+                if events:
+                    self.events.publish_in(pipe, events)
                 answers = await pipe.execute(raise_on_error=False)
         except REDIS_FAILURES as error:
             if invalidating:
@@ -50,7 +51,7 @@ class WorkflowNotifier:
         if failed is not None:
             cache.invalidation_failed(keys, failed)
         if events:
-            await self.events.published(events, answers[dropped:])
+            await self.events.published(events, answers[dropped])
 
     async def workflow_status(self, status: WorkflowStatusName, **details: Any) -> None:
         await self.announce(self.workflow_status_events(status, **details))

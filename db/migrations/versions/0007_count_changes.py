@@ -9,6 +9,8 @@ no lock on anything shared) and the worker's reconciler folds them into `workflo
 (`roi_fold_workflow_counts()`, one statement: what it deletes it adds). `workflow_counts` is the sum of both, so a
 list's `total` stays exact in every snapshot, folded or not.
 
+`roi_timestamp` is declared STABLE, so that the documents' triggers inline it.
+
 Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-06
@@ -25,6 +27,9 @@ depends_on = None
 
 UPGRADE = (
     "LOCK TABLE roi_workflows IN SHARE MODE",
+    # STABLE, as the to_char it calls: an IMMUTABLE SQL function calling a STABLE one is never inlined, and each of the
+    # ~14 calls per document built went through the SQL function executor (1.6 µs against 0.6 µs inlined).
+    "ALTER FUNCTION roi_timestamp(timestamptz) STABLE",
     "ALTER TABLE workflow_counts RENAME TO workflow_count_totals",
     """
 CREATE TABLE workflow_count_changes (
@@ -88,6 +93,7 @@ $$
 
 DOWNGRADE = (
     "LOCK TABLE roi_workflows IN SHARE MODE",
+    "ALTER FUNCTION roi_timestamp(timestamptz) IMMUTABLE",
     "SELECT roi_fold_workflow_counts()",
     "DROP FUNCTION roi_fold_workflow_counts()",
     "DROP VIEW workflow_counts",
