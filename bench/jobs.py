@@ -18,6 +18,7 @@ API's); its errors are runs that did not succeed. The workers run with the produ
 from __future__ import annotations
 
 import asyncio
+import datetime
 import statistics
 import tempfile
 import time
@@ -87,6 +88,8 @@ class Phase:
     redis_cpu_s: float = 0.0
     last_started_s: float = 0.0
     last_finished_s: float = 0.0
+    own_start_ms: list[float] = field(default_factory=list)
+    """The workflow's own `started_at - queued_at` of each run (what its owner sees), where taken."""
 
 
 class ServerCpu:
@@ -216,6 +219,7 @@ def _detail(rounds: dict[str, list[Phase]], burst_depths: list[list[float]]) -> 
         burst_last_started_s=[phase.last_started_s for phase in rounds[BURST]],
         burst_last_finished_s=[phase.last_finished_s for phase in rounds[BURST]],
         burst_depths=burst_depths,
+        idle_own_start_ms=sorted(latency for phase in rounds[IDLE] for latency in phase.own_start_ms),
     )
 
 
@@ -226,6 +230,12 @@ def _notes(detail: JobsDetail, rounds: dict[str, list[Phase]]) -> list[str]:
         for name, cpu in detail.cpu_us_per_run.items()
     ]
     notes.append(f"{THROUGHPUT}: {detail.throughput_vs_floor:.0%} of {FLOOR_ROW}'s jobs/s")
+    own = detail.idle_own_start_ms
+    if own:
+        notes.append(
+            f"{IDLE} on the workflow's own timestamps (started_at - queued_at): p50 {percentile(own, 0.5):.1f} ms, "
+            f"p95 {percentile(own, 0.95):.1f} ms, p99 {percentile(own, 0.99):.1f} ms"
+        )
     notes.append(
         f"{BURST}: last run started after "
         + ", ".join(f"{seconds:.2f}" for seconds in detail.burst_last_started_s)
@@ -324,7 +334,7 @@ async def _idle_phase(
     with workers.running(1):
         await workers.ready(1)
         await _run_and_wait(api, queue, workflow_id)  # warm-up: pools filled, code paths taken once
-        phase, _ = await _sample_runs(api, queue, workers, workflow_id, samples)
+        phase, _ = await _sample_runs(api, queue, workers, workflow_id, samples, own_times=True)
     return phase
 
 
@@ -392,23 +402,43 @@ async def _sample_runs(
     workflow_id: str,
     samples: int,
     before_each: Callable[[], Awaitable[None]] | None = None,
+    own_times: bool = False,
 ) -> tuple[Phase, list[Job]]:
-    """Run the workflow `samples` times, one after the other: each run is queued once the previous one ended."""
+    """Run the workflow `samples` times, one after the other: each run is queued once the previous one ended. With
+    `own_times`, each run's `started_at - queued_at` is read from the workflow after it (outside the timed span)."""
     jobs: list[Job] = []
+    own_start_ms: list[float] = []
+    reading_s = 0.0
     cpu_before, client_before, started_s = workers.cpu_s(), time.process_time(), time.perf_counter()
     for _ in range(samples):
         if before_each is not None:
             await before_each()
         jobs.append(await _run_and_wait(api, queue, workflow_id))
+        if own_times:
+            reading_started_s = time.perf_counter()
+            own_start_ms.append(await _own_start_ms(api, workflow_id))
+            reading_s += time.perf_counter() - reading_started_s
     phase = Phase(
         latencies_ms=[float(job.started - job.queued) for job in jobs],
         jobs=samples,
         errors=sum(not _succeeded(job) for job in jobs),
-        elapsed_s=time.perf_counter() - started_s,
+        elapsed_s=time.perf_counter() - started_s - reading_s,
         client_cpu_s=time.process_time() - client_before,
         worker_cpu_s=workers.cpu_s() - cpu_before,
+        own_start_ms=own_start_ms,
     )
     return phase, jobs
+
+
+class _Times(msgspec.Struct):
+    queued_at: datetime.datetime
+    started_at: datetime.datetime
+
+
+async def _own_start_ms(api: httpx.AsyncClient, workflow_id: str) -> float:
+    """The last run's start as its owner sees it: the workflow's `started_at - queued_at`."""
+    times = msgspec.json.decode(expect(await api.get(f"/api/workflows/{workflow_id}"), 200, "jobs"), type=_Times)
+    return (times.started_at - times.queued_at).total_seconds() * 1000
 
 
 async def _run_and_wait(api: httpx.AsyncClient, queue: PriorityRedisQueue, workflow_id: str) -> Job:

@@ -269,6 +269,8 @@ class JobsDetail(msgspec.Struct):
     burst_last_finished_s: list[float]
     burst_depths: list[list[float]]
     """[seconds since the first enqueue, high, normal, low] every 100 ms, the last round's."""
+    idle_own_start_ms: list[float] = []
+    """`jobs_start_idle`'s runs on the workflow's own timestamps (`started_at - queued_at`), sorted, every round's."""
 
 
 class Report(msgspec.Struct):

@@ -431,4 +431,5 @@ SELECT id, owner_id,
 FROM scale_seed"""
 
 INSERT_COUNTS = """
-INSERT INTO workflow_counts (owner_id, status, n) SELECT owner_id, status, count(*) FROM roi_workflows GROUP BY 1, 2"""
+INSERT INTO workflow_count_totals (owner_id, status, n)
+SELECT owner_id, status, count(*) FROM roi_workflows GROUP BY 1, 2"""

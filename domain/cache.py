@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from infra.redis import REDIS_FAILURES
 from infra.redis_batch import PipelinedGet
@@ -196,6 +197,23 @@ class Cache:
             self._trip(error)
             self._undelivered.update(keys)
             self._retry_later()
+
+    def invalidate_in(self, pipe: Pipeline, *keys: str) -> bool:
+        """Add the drop of `keys` to `pipe`, for a caller with more to send in the same round trip; False (and kept
+        to retry) when Redis is known to be down. A failure of `pipe` must then be told to `invalidation_failed`."""
+        if not self.available:
+            self._undelivered.update(keys)
+            self._retry_later()
+            return False
+        for key in keys:
+            pipe.set(f"{key}:gen", new_generation(), ex=GENERATION_TTL_S)
+            pipe.delete(key)
+        return True
+
+    def invalidation_failed(self, keys: tuple[str, ...], error: BaseException) -> None:
+        self._trip(error)
+        self._undelivered.update(keys)
+        self._retry_later()
 
     async def _invalidate(self, keys: tuple[str, ...] | set[str]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

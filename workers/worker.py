@@ -2,7 +2,7 @@
 
 PostgreSQL holds the state of record. The reconciler, every `WORKER_RECONCILE_INTERVAL_S`, fails runs whose worker
 stopped beating (a SIGKILLed process) and re-queues runs that are `queued` in PostgreSQL but whose job Redis
-no longer has (Redis restarted, or the enqueue after the commit failed).
+no longer has (Redis restarted, or the enqueue after the commit failed); it also folds the lists' count changes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from saq.types import PartialTimersDict
 from db.pools import create_asyncpg_pool, create_engine
 from domain.services import Services
 from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
+from domain.workflows.counts import fold_workflow_counts
 from domain.workflows.notifier import WorkflowNotifier
 from domain.workflows.run_state import RunStore, fail_lost_runs, stale_queued_runs
 from domain.workflows.runner import run_workflow
@@ -112,6 +113,7 @@ class Reconciler:
     async def reconcile(self) -> None:
         await self.reconcile_runs()
         await self.reconcile_uploads()
+        await fold_workflow_counts(self.resources.engine)
 
     async def reconcile_uploads(self) -> None:
         """Unfinished uploads past their expiry are removed; a complete upload whose parse job is lost is re-queued."""

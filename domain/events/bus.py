@@ -1,7 +1,8 @@
 """Publishing live events: one `publish` for API processes and workers alike.
 
-One Lua script per event, atomic: it takes the channel's next sequence number (INCR), appends the finished
-frame to the channel's history stream (capped by count and age) and PUBLISHes it for live subscribers.
+One Lua script per batch of events, atomic: for each event it takes the channel's next sequence number (INCR),
+appends the finished frame to the channel's history stream (capped by count and age) and PUBLISHes it for live
+subscribers.
 Because numbering and appending happen together, history order is sequence order for every publisher.
 A publish that cannot reach Redis is logged and dropped: the state of record is in PostgreSQL, and a client
 that sees a gap in `seq` refetches it over HTTP.
@@ -16,7 +17,8 @@ from typing import Any, TypeAlias
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
 
 logger = logging.getLogger("roi.events")
 
@@ -24,16 +26,29 @@ logger = logging.getLogger("roi.events")
 SEQUENCE_TTL_MS = 7 * 24 * 3600 * 1000
 
 _PUBLISH = """
-local seq = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[8])
-local frame = '{"type":"event","channel":' .. ARGV[1] .. ',"seq":' .. seq .. ',"event":' .. ARGV[2]
-    .. ',"data":' .. ARGV[3] .. ',"ts":' .. ARGV[4] .. '}'
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'seq', seq, 'frame', frame)
-redis.call('XTRIM', KEYS[2], 'MINID', '~', ARGV[7])
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-redis.call('PUBLISH', KEYS[3], frame)
-return seq
+local channels = tonumber(ARGV[6])
+local seqs = {}
+for e = 7 + channels, #ARGV, 3 do
+    local c = tonumber(ARGV[e])
+    local k = (c - 1) * 3
+    local seq = redis.call('INCR', KEYS[k + 1])
+    local frame = '{"type":"event","channel":' .. ARGV[6 + c] .. ',"seq":' .. seq .. ',"event":' .. ARGV[e + 1]
+        .. ',"data":' .. ARGV[e + 2] .. ',"ts":' .. ARGV[1] .. '}'
+    redis.call('XADD', KEYS[k + 2], 'MAXLEN', '~', ARGV[2], '*', 'seq', seq, 'frame', frame)
+    redis.call('PUBLISH', KEYS[k + 3], frame)
+    seqs[#seqs + 1] = seq
+end
+for c = 1, channels do
+    local k = (c - 1) * 3
+    redis.call('PEXPIRE', KEYS[k + 1], ARGV[5])
+    redis.call('XTRIM', KEYS[k + 2], 'MINID', '~', ARGV[4])
+    redis.call('PEXPIRE', KEYS[k + 2], ARGV[3])
+end
+return seqs
 """
+"""Events in their order, each numbered, kept and sent; then each channel's expiries and trim, once. KEYS: each
+channel's sequence, history and live keys; ARGV: the timestamp, history size, history expiry, oldest id kept,
+sequence expiry, the number of channels, each channel's name as JSON, then (channel number, event, data) per event."""
 
 
 Event: TypeAlias = tuple[str, str, dict[str, Any]]
@@ -70,38 +85,63 @@ class EventBus:
         return seq
 
     async def publish_many(self, events: Sequence[Event]) -> list[int | None]:
-        """Publish `events` in their order in one round trip (one pipeline); each one's sequence number, or None
-        for all when Redis could not be reached. Each event is still its own atomic script, so numbering and history
-        stay exactly as with one `publish` per event."""
+        """Publish `events` in their order in one round trip (one script); each one's sequence number, or None
+        for all when Redis could not be reached. The script is atomic, so numbering and history stay exactly as with
+        one `publish` per event."""
         if not events:
             return []
-        now = datetime.datetime.now(datetime.UTC)
-        timestamp = msgspec.json.encode(now)
-        oldest_kept_ms = max(int(now.timestamp() * 1000) - self.history_age_s * 1000, 0)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for channel, event, data in events:
-                    await self._publish(
-                        keys=[self.keys.sequence(channel), self.keys.history(channel), self.keys.live(channel)],
-                        args=[
-                            msgspec.json.encode(channel),
-                            msgspec.json.encode(event),
-                            msgspec.json.encode(data),
-                            timestamp,
-                            self.history_size,
-                            self.history_age_s * 1000 * 2,
-                            oldest_kept_ms,
-                            SEQUENCE_TTL_MS,
-                        ],
-                        client=pipe,
-                    )
-                answers = await pipe.execute()
+                self.publish_in(pipe, events)
+                [answer] = await pipe.execute(raise_on_error=False)
         except (TimeoutError, RedisError, OSError) as error:
-            logger.warning(
-                "%d event(s) (%s on %s, ...) not published: %s", len(events), events[0][1], events[0][0], error
-            )
-            return [None] * len(events)
-        return [int(seq) for seq in answers]
+            return self.dropped(events, error)
+        return await self.published(events, answer)
+
+    def publish_in(self, pipe: Pipeline, events: Sequence[Event]) -> None:
+        """Add the publishing of `events` (not none) to `pipe` as one command, whose answer (executed with
+        `raise_on_error=False`) goes to `published`. By the script's hash: a pipeline running a registered script
+        first asks whether it is loaded, one more round trip."""
+        now = datetime.datetime.now(datetime.UTC)
+        channels = list(dict.fromkeys(channel for channel, _, _ in events))
+        number = {channel: str(index).encode() for index, channel in enumerate(channels, start=1)}
+        keys = self.keys
+        arguments: list[bytes | str | int] = [
+            self._publish.sha,
+            3 * len(channels),
+            *(
+                key
+                for channel in channels
+                for key in (keys.sequence(channel), keys.history(channel), keys.live(channel))
+            ),
+            msgspec.json.encode(now),
+            self.history_size,
+            self.history_age_s * 1000 * 2,
+            max(int(now.timestamp() * 1000) - self.history_age_s * 1000, 0),
+            SEQUENCE_TTL_MS,
+            len(channels),
+            *(msgspec.json.encode(channel) for channel in channels),
+        ]
+        for channel, event, data in events:
+            arguments += (number[channel], msgspec.json.encode(event), msgspec.json.encode(data))
+        pipe.execute_command("EVALSHA", *arguments)
+
+    async def published(self, events: Sequence[Event], answer: Any) -> list[int | None]:
+        """The sequence numbers from `publish_in`'s answer; once Redis has lost the script (a restart), it is loaded
+        and the events sent again (none of them ran)."""
+        if isinstance(answer, NoScriptError):
+            try:
+                await self.redis.script_load(_PUBLISH)
+            except (TimeoutError, RedisError, OSError) as error:
+                return self.dropped(events, error)
+            return await self.publish_many(events)
+        if isinstance(answer, Exception):
+            return self.dropped(events, answer)
+        return [int(seq) for seq in answer]
+
+    def dropped(self, events: Sequence[Event], error: BaseException) -> list[int | None]:
+        logger.warning("%d event(s) (%s on %s, ...) not published: %s", len(events), events[0][1], events[0][0], error)
+        return [None] * len(events)
 
 
 def workflow_channel(workflow_id: object) -> str:

@@ -29,6 +29,10 @@ class WorkflowCacheKeys:
     def pages(self, owner_id: uuid.UUID) -> str:
         return self.cache.key("workflows", "user", owner_id, "list")
 
+    def of(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> tuple[str, ...]:
+        """The keys a change to the workflow or its steps makes stale."""
+        return self.status(workflow_id).key, self.pages(owner_id)
+
     async def changed(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> None:
         """Call after committing any change to a workflow or its steps."""
-        await self.cache.invalidate(self.status(workflow_id).key, self.pages(owner_id))
+        await self.cache.invalidate(*self.of(workflow_id, owner_id))

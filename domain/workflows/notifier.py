@@ -13,6 +13,7 @@ from db.models import StepStatusName, WorkflowStatusName
 from domain.cache import Cache
 from domain.events.bus import Event, EventBus, user_channel, workflow_channel
 from domain.workflows.cache_keys import WorkflowCacheKeys
+from infra.redis import REDIS_FAILURES
 
 
 class WorkflowNotifier:
@@ -26,9 +27,31 @@ class WorkflowNotifier:
         await self.keys.changed(self.workflow_id, self.owner_id)
 
     async def announce(self, events: list[Event]) -> None:
-        """After a commit: the workflow's keys dropped once, then `events` published in order in one round trip."""
-        await self.changed()
-        await self.events.publish_many(events)
+        """After a commit: the workflow's keys dropped, then `events` published in order, in one round trip."""
+        cache, keys = self.keys.cache, self.keys.of(self.workflow_id, self.owner_id)
+        if cache.redis is not self.events.redis:
+            await cache.invalidate(*keys)
+            await self.events.publish_many(events)
+            return
+        invalidating = False
+        try:
+            async with self.events.redis.pipeline(transaction=False) as pipe:
+                invalidating = cache.invalidate_in(pipe, *keys)
+                if events:
+                    self.events.publish_in(pipe, events)
+                answers = await pipe.execute(raise_on_error=False)
+        except REDIS_FAILURES as error:
+            if invalidating:
+                cache.invalidation_failed(keys, error)
+            if events:
+                self.events.dropped(events, error)
+            return
+        dropped = 2 * len(keys) if invalidating else 0
+        failed = next((answer for answer in answers[:dropped] if isinstance(answer, Exception)), None)
+        if failed is not None:
+            cache.invalidation_failed(keys, failed)
+        if events:
+            await self.events.published(events, answers[dropped])
 
     async def workflow_status(self, status: WorkflowStatusName, **details: Any) -> None:
         await self.announce(self.workflow_status_events(status, **details))

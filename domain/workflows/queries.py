@@ -22,7 +22,11 @@ SELECT replace(w.owner_id::text, '-', ''), json_build_object(
 ) FROM roi_workflows w WHERE w.id = $1"""
 
 
-_TOTAL = "SELECT coalesce(sum(c.n), 0)::bigint AS total FROM workflow_counts c WHERE c.owner_id = $1"
+_TOTAL = """SELECT coalesce(sum(c.n), 0)::bigint AS total FROM (
+    SELECT owner_id, status, n FROM workflow_count_totals
+    UNION ALL SELECT owner_id, status, n FROM workflow_count_changes
+) c WHERE c.owner_id = $1"""
+"""The totals and the changes not folded into them yet (migration 0007), summed without grouping: no sort."""
 _NEWEST_FIRST = "ORDER BY w.created_at DESC, w.id DESC"
 
 
@@ -72,3 +76,20 @@ SELECT CASE WHEN r.workflow_id IS NULL THEN NULL ELSE json_build_object(
 ) END
 FROM roi_workflows w LEFT JOIN workflow_results r ON r.workflow_id = w.id
 WHERE w.id = $1 AND w.owner_id = $2"""
+
+QUEUE_RUN = """
+WITH queued AS (
+    UPDATE roi_workflows SET status = 'queued', job_id = $3, queued_at = $4, started_at = NULL, finished_at = NULL,
+        heartbeat_at = NULL, progress = 0.0, current_step = NULL, error = NULL, updated_at = $4
+    WHERE id = $1 AND owner_id = $2 AND status NOT IN ('queued', 'running')
+    RETURNING id, priority
+), steps AS (
+    UPDATE workflow_steps SET status = 'pending', progress = 0.0, started_at = NULL, finished_at = NULL, error = NULL,
+        updated_at = $4
+    WHERE workflow_id = (SELECT id FROM queued)
+)
+SELECT priority FROM queued"""
+"""draft or finished → queued under the run $3, its steps pending again, in one statement; its priority, or no row
+when the workflow is not the caller's or is queued or running already."""
+
+OWNED_STATUS = "SELECT status FROM roi_workflows WHERE id = $1 AND owner_id = $2"

@@ -8,6 +8,8 @@ nothing of the older run can be written any more: no progress after a cancel, no
 from __future__ import annotations
 
 import datetime
+import functools
+import itertools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -47,20 +49,44 @@ _RUN_COLUMNS = frozenset({"status", "progress", "current_step", "finished_at", "
 _STEP_CHANGES = """
 UPDATE workflow_steps s
 SET status = v.status, progress = v.progress, started_at = v.started_at, finished_at = v.finished_at,
-    error = v.error, updated_at = $2
-FROM unnest($3::integer[], $4::varchar[], $5::float8[], $6::timestamptz[], $7::timestamptz[], $8::text[])
+    error = v.error, updated_at = $3
+FROM unnest(${0}::integer[], ${1}::varchar[], ${2}::float8[], ${3}::timestamptz[], ${4}::timestamptz[], ${5}::text[])
     AS v(position, status, progress, started_at, finished_at, error)
-WHERE s.workflow_id = $1 AND s.position = v.position
-"""
+WHERE s.workflow_id = (SELECT id FROM touched) AND s.position = v.position"""
 """Every changed step of a run in one statement, so the trigger that refreshes the workflow's document runs once."""
-_SKIP_AFTER = "UPDATE workflow_steps SET status = 'skipped', updated_at = $2 WHERE workflow_id = $1 AND position > $3"
+_SKIP_AFTER = """
+UPDATE workflow_steps SET status = 'skipped', updated_at = $3
+WHERE workflow_id = (SELECT id FROM touched) AND position > ${0}"""
 _STORE_RESULT = """
-INSERT INTO workflow_results (workflow_id, job_id, finished_at, metrics, simulation) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO workflow_results (workflow_id, job_id, finished_at, metrics, simulation)
+SELECT id, $2, ${0}::timestamptz, ${1}::jsonb, ${2}::jsonb FROM touched
 ON CONFLICT (workflow_id) DO UPDATE
 SET job_id = EXCLUDED.job_id, finished_at = EXCLUDED.finished_at, metrics = EXCLUDED.metrics,
-    simulation = EXCLUDED.simulation
-"""
+    simulation = EXCLUDED.simulation"""
 """A rerun that succeeds replaces the earlier result."""
+
+
+@functools.cache
+def commit_statement(names: tuple[str, ...], steps: bool, skip: bool, result: bool) -> str:
+    """One statement for a `RunStore.commit`: the workflow's touch first, every other write only if it matched.
+
+    Parameters: $1 workflow, $2 run, $3 now, then the values of `names`, then, each when asked for, the steps' six
+    arrays, the position after which steps are skipped, the result's finish time, metrics and simulation."""
+    assert set(names) <= _RUN_COLUMNS, f"not a column a run writes: {set(names) - _RUN_COLUMNS}"
+    number = itertools.count(4)
+    assignments = "".join(f", {name} = ${next(number)}" for name in names)
+    parts = [
+        f"touched AS (UPDATE roi_workflows SET updated_at = $3, heartbeat_at = $3{assignments} "
+        "WHERE id = $1 AND job_id = $2 AND status = 'running' RETURNING id)"
+    ]
+    for wanted, name, sql, count in (
+        (steps, "steps", _STEP_CHANGES, 6),
+        (skip, "skipped", _SKIP_AFTER, 1),
+        (result, "result", _STORE_RESULT, 3),
+    ):
+        if wanted:
+            parts.append(f"{name} AS ({sql.format(*(next(number) for _ in range(count)))})")
+    return "WITH " + ",\n".join(parts) + "\nSELECT count(*) FROM touched"
 
 
 @dataclass(frozen=True)
@@ -109,46 +135,33 @@ class RunStore:
         statement for all), later steps `skipped` after `skip_after`, the result. Raises RunNotCurrent (writing
         nothing) once the run is no longer current.
 
-        On the asyncpg pool, not the ORM: this is every run's hot path, and the engine's checkout alone (its
-        pre-ping) is three round trips."""
+        One statement on the asyncpg pool, not the ORM: this is every run's hot path, and the engine's checkout alone
+        (its pre-ping) is three round trips; a transaction of several statements, six."""
         now = _now()
-        names = sorted(workflow)
-        assert set(names) <= _RUN_COLUMNS, f"not a column a run writes: {set(names) - _RUN_COLUMNS}"
-        assignments = "".join(f", {name} = ${number}" for number, name in enumerate(names, start=4))
-        touch = (
-            f"UPDATE roi_workflows SET updated_at = $3, heartbeat_at = $3{assignments} "
-            "WHERE id = $1 AND job_id = $2 AND status = 'running' RETURNING owner_id"
-        )
-        async with self.pool.acquire() as connection, connection.transaction():
-            if (
-                await connection.fetchval(touch, self.workflow_id, self.job_id, now, *(workflow[n] for n in names))
-                is None
-            ):
-                raise RunNotCurrent
-            if steps:
-                changes = sorted(steps.items())
-                await connection.execute(
-                    _STEP_CHANGES,
-                    self.workflow_id,
-                    now,
-                    [position for position, _ in changes],
-                    [change.status for _, change in changes],
-                    [change.progress for _, change in changes],
-                    [change.started_at for _, change in changes],
-                    [change.finished_at for _, change in changes],
-                    [change.error for _, change in changes],
-                )
-            if skip_after is not None:
-                await connection.execute(_SKIP_AFTER, self.workflow_id, now, skip_after)
-            if result is not None:
-                await connection.execute(
-                    _STORE_RESULT,
-                    self.workflow_id,
-                    self.job_id,
-                    workflow.get("finished_at", now),
-                    msgspec.json.encode(result["metrics"]).decode(),
-                    None if result.get("simulation") is None else msgspec.json.encode(result["simulation"]).decode(),
-                )
+        names = tuple(sorted(workflow))
+        arguments: list[Any] = [self.workflow_id, self.job_id, now, *(workflow[name] for name in names)]
+        if steps:
+            changes = sorted(steps.items())
+            arguments += [
+                [position for position, _ in changes],
+                [change.status for _, change in changes],
+                [change.progress for _, change in changes],
+                [change.started_at for _, change in changes],
+                [change.finished_at for _, change in changes],
+                [change.error for _, change in changes],
+            ]
+        if skip_after is not None:
+            arguments.append(skip_after)
+        if result is not None:
+            simulation = result.get("simulation")
+            arguments += [
+                workflow.get("finished_at", now),
+                msgspec.json.encode(result["metrics"]).decode(),
+                None if simulation is None else msgspec.json.encode(simulation).decode(),
+            ]
+        statement = commit_statement(names, bool(steps), skip_after is not None, result is not None)
+        if not await self.pool.fetchval(statement, *arguments):
+            raise RunNotCurrent
 
     async def heartbeat(self) -> None:
         async with self.engine.begin() as conn:
