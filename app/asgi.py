@@ -41,9 +41,10 @@ from domain.errors import DomainError
 from domain.events.socket import LiveConfig
 from domain.events.ws import live_events_endpoint, live_events_lifespan, with_direct_send
 from domain.http import public_cache
-from domain.services import ApiServices, close_within, provide_services
+from domain.services import ApiServices, provide_services
 from domain.uploads.controller import UploadController
 from domain.workflows.controller import WorkflowController
+from infra.closing import close_within
 from infra.settings import Settings, get_settings
 
 

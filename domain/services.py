@@ -6,9 +6,6 @@ wherever it runs, and nothing looks its collaborators up by name at request time
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -30,15 +27,13 @@ from domain.uploads.s3_storage import S3Storage, open_bucket
 from domain.uploads.service import UploadService
 from domain.uploads.storage import UploadStorage, local_storage
 from domain.workflows.service import WorkflowReader
+from infra.closing import close_within
 from infra.queue import PriorityRedisQueue, create_queue
 from infra.redis import create_cache_redis
 from infra.redis_batch import PipelinedGet
 from infra.settings import Settings
 
 WORKER_REDIS_CONNECTIONS = 32
-CLOSE_TIMEOUT_S = 5.0
-
-logger = logging.getLogger("roi.services")
 
 
 def upload_storage(settings: Settings) -> UploadStorage:
@@ -163,7 +158,7 @@ class ApiServices(Services):
 
     async def close(self) -> None:
         """Each client closed within a bound: a shutdown never waits for ever on one that does not answer."""
-        await self.revocations.stop()
+        await close_within("the revocation feed", self.revocations.stop())
         await super().close()
         self.batched_reads.close()
         # close() waits for every connection to come back: one held by a request that never ends is cut instead.
@@ -175,16 +170,6 @@ def provide_services(state: State) -> ApiServices:
     """The API process's container, for handlers and hooks that need it (the `services` lifespan opens it)."""
     services: ApiServices = state.services
     return services
-
-
-async def close_within(what: str, closing: Awaitable[None]) -> bool:
-    """Whether `closing` finished within CLOSE_TIMEOUT_S; if not, it is abandoned and the shutdown goes on."""
-    try:
-        await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
-    except TimeoutError:
-        logger.error("closing %s took more than %g s; going on without it", what, CLOSE_TIMEOUT_S)
-        return False
-    return True
 
 
 def upload_lease_s(settings: Settings) -> float:

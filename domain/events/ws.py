@@ -24,6 +24,7 @@ from domain.events.history import History
 from domain.events.hub import EventHub
 from domain.events.socket import CloseCode, LiveConfig, LiveSocket
 from domain.events.stats import LiveStats
+from infra.closing import close_within
 from infra.granian import run_before_granian_stops
 from infra.redis import create_bounded_redis
 from infra.settings import Settings
@@ -197,8 +198,8 @@ def live_events_lifespan(
         try:
             yield
         finally:
-            await live.stop()
-            await replay_redis.aclose()
+            await close_within("the live events", live.stop())
+            await close_within("the replay Redis", replay_redis.aclose())
 
     return running
 
