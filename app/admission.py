@@ -10,7 +10,9 @@ turn behind everything else; no scope field says for how long, so the loop's own
 timer that should wake every LAG_INTERVAL_S: how late it woke, or how late it is now if it has not woken yet.
 
 The probes (`/health`, `/ready`) and `/metrics` are always admitted: under overload a load balancer must still see the
-process alive. WebSockets are not counted: they live long and have limits of their own.
+process alive. WebSockets are not counted: they live long and have limits of their own. Nor are an upload's appends
+(tus `PATCH`) and downloads (`/content`): they last as long as the client's bandwidth, not the server's work, and a
+few dozen slow uploaders would otherwise hold every slot of an idle process; they only meet the lag limit.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import asyncio
 
 import msgspec
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseBodyEvent, HTTPResponseStartEvent, HTTPScope, Receive, Scope, Send
 
 from app.metrics import REQUESTS_REFUSED
 
 ALWAYS_ADMITTED = frozenset({"/health", "/ready", "/metrics"})
 LAG_INTERVAL_S = 0.01
+UPLOADS = "/api/uploads/"
 
 
 class LoopLag:
@@ -78,9 +81,13 @@ class AdmissionMiddleware:
         if scope["type"] != ScopeType.HTTP or scope["path"] in ALWAYS_ADMITTED:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight or self.lag.behind_s() > self.max_queue_s:
+        streams = _streams(scope)
+        if (self.in_flight >= self.max_in_flight and not streams) or self.lag.behind_s() > self.max_queue_s:
             REQUESTS_REFUSED.inc()
             await self._refuse(send)
+            return
+        if streams:
+            await self.app(scope, receive, send)
             return
         self.in_flight += 1
         try:
@@ -94,3 +101,8 @@ class AdmissionMiddleware:
         headers = list(self.refusal_headers)
         await send(HTTPResponseStartEvent(type="http.response.start", status=503, headers=headers))
         await send(HTTPResponseBodyEvent(type="http.response.body", body=self.refusal_body, more_body=False))
+
+
+def _streams(scope: HTTPScope) -> bool:
+    path = scope["path"]
+    return path.startswith(UPLOADS) and (scope["method"] == "PATCH" or path.endswith("/content"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,36 +27,44 @@ def server(settings: Settings, tmp_path: Path) -> Iterator[LiveServer]:
         yield up
 
 
-class HeldUpload:
-    """A tus PATCH whose body is sent only in part: the request stays in flight until `finish()` sends the rest.
+class HeldRequest:
+    """A request whose body is sent only in part: it stays in flight until `finish()` sends the rest.
 
     It asks `Expect: 100-continue` and waits for the `100 Continue` that the server sends once the app reads the body:
     from then on, the request is known to be admitted and in flight.
     """
 
-    def __init__(self, server: LiveServer, location: str, headers: dict[str, str]) -> None:
+    def __init__(self, server: LiveServer, method: str, path: str, body: bytes, headers: dict[str, str]) -> None:
+        self.body = body
         self.socket = socket.create_connection((server.server.host, server.server.port), timeout=ANSWER_DEADLINE_S)
         head = [
-            f"PATCH {location} HTTP/1.1",
+            f"{method} {path} HTTP/1.1",
             f"Host: {server.server.address}",
-            "Tus-Resumable: 1.0.0",
-            "Upload-Offset: 0",
             "Expect: 100-continue",
-            "Content-Type: application/offset+octet-stream",
-            f"Content-Length: {len(LEDGER)}",
+            f"Content-Length: {len(body)}",
             *(f"{name}: {value}" for name, value in headers.items()),
         ]
         self.socket.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
         continued = self.socket.recv(4096)
-        assert continued.startswith(b"HTTP/1.1 100 Continue"), "the app reads the body of an admitted PATCH"
-        self.socket.sendall(LEDGER[:5])
+        assert continued.startswith(b"HTTP/1.1 100 Continue"), "the app reads the body of an admitted request"
+        self.socket.sendall(body[:5])
 
     def finish(self) -> int:
         """The rest of the body; the status the server answers."""
-        self.socket.sendall(LEDGER[5:])
+        self.socket.sendall(self.body[5:])
         status_line = self.socket.recv(4096).split(b"\r\n", 1)[0]
         self.socket.close()
         return int(status_line.split()[1])
+
+
+def held_upload(server: LiveServer, location: str, headers: dict[str, str]) -> HeldRequest:
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    return HeldRequest(server, "PATCH", location, LEDGER, {**tus, **headers})
+
+
+def held_create(server: LiveServer, headers: dict[str, str]) -> HeldRequest:
+    body = json.dumps({"name": "Held", "cash_flows": [-100, 60, 60], "parameters": {"discount_rate": 0.1}}).encode()
+    return HeldRequest(server, "POST", "/api/workflows", body, {"Content-Type": "application/json", **headers})
 
 
 @pytest.mark.slow
@@ -69,7 +78,9 @@ def test_requests_past_the_limit_are_refused_at_once_and_admitted_again_when_it_
             )
             assert created.status_code == 201, created.text
             locations.append(created.headers["location"])
-        held = [HeldUpload(server, location, alice) for location in locations]
+        uploads = [held_upload(server, location, alice) for location in locations]
+        assert http.get("/api/me", headers=alice).status_code == 200, "slow uploads hold no slot of the limit"
+        held = [held_create(server, alice) for _ in range(MAX_IN_FLIGHT)]
 
         refused = http.get("/api/me", headers=alice)
         assert refused.status_code == 503
@@ -91,5 +102,6 @@ def test_requests_past_the_limit_are_refused_at_once_and_admitted_again_when_it_
         assert http.get("/health").status_code == 200
         assert http.get("/ready").status_code == 200
 
-        assert [upload.finish() for upload in held] == [204] * MAX_IN_FLIGHT, "the admitted requests completed"
+        assert [request.finish() for request in held] == [201] * MAX_IN_FLIGHT, "the admitted requests completed"
+        assert [upload.finish() for upload in uploads] == [204] * MAX_IN_FLIGHT
         assert get_me().status_code == 200, "once the held requests ended, requests are admitted again"
