@@ -8,6 +8,7 @@ that fails half-way leaves an offset the client can resume from with HEAD.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import uuid
@@ -298,8 +299,21 @@ class UploadService:
             first = await anext(chunks)
         except FileNotFoundError as error:
             raise Gone("the upload's bytes are no longer stored") from error
+        except StoreUnavailable as error:
+            raise Unavailable(f"UPLOAD_STORE failed: {error}; retry later") from error
         return StoredContent(head.length, head.filename, _prepend(first, chunks))
 
     async def terminate(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+        """The bytes first, then the row: a store that fails leaves the upload as it was (503, delete again later)
+        rather than objects no row leads to. Deleted once more after the row, for an append that ended meanwhile."""
+        with contextlib.suppress(Gone):  # an expired upload is deleted all the same
+            await self.repository.head(upload_id, owner_id)  # 404 for another user's: nothing of theirs is touched
+        try:
+            await self.storage.delete(upload_id)
+        except StoreUnavailable as error:
+            raise Unavailable(f"UPLOAD_STORE failed: {error}; nothing was deleted, retry later") from error
         await self.repository.delete(upload_id, owner_id)
-        await self.storage.delete(upload_id)
+        try:
+            await self.storage.delete(upload_id)
+        except OSError:
+            logger.warning("the bytes of deleted upload %s are kept: the store failed", upload_id, exc_info=True)

@@ -129,11 +129,7 @@ async def test_a_hole_in_the_bucket_is_refused_not_written_after(
     assert await objects_of(s3_store, location) == {}
 
 
-async def test_a_bucket_that_does_not_answer_is_503_and_the_offset_stays(
-    s3_client: AsyncTestClient, alice: Account, s3_store: str
-) -> None:
-    location = await create_upload(s3_client, alice, 30)
-    assert (await append(s3_client, alice, location, 0, b"a" * 10)).status_code == 204
+def unreachable_bucket(s3_store: str) -> S3Storage:
     bucket, prefix = parse_store_url(s3_store)
     unreachable = S3Store(
         bucket,
@@ -142,8 +138,16 @@ async def test_a_bucket_that_does_not_answer_is_503_and_the_offset_stays(
         virtual_hosted_style_request=False,
         retry_config={"max_retries": 1, "retry_timeout": datetime.timedelta(seconds=2)},
     )
+    return S3Storage(unreachable)
+
+
+async def test_a_bucket_that_does_not_answer_is_503_and_the_offset_stays(
+    s3_client: AsyncTestClient, alice: Account, s3_store: str
+) -> None:
+    location = await create_upload(s3_client, alice, 30)
+    assert (await append(s3_client, alice, location, 0, b"a" * 10)).status_code == 204
     service = s3_client.app.state.services.uploads
-    service.storage = S3Storage(unreachable)
+    service.storage = unreachable_bucket(s3_store)
 
     refused = await append(s3_client, alice, location, 10, b"b" * 5)
 
@@ -173,3 +177,26 @@ async def test_a_ledger_missing_a_segment_fails_its_parse_instead_of_reading_sho
         "failed",
         "the uploaded file is no longer stored in full; upload it again",
     )
+
+
+async def test_reading_or_deleting_while_the_bucket_does_not_answer_is_503_and_keeps_the_upload(
+    s3_client: AsyncTestClient, alice: Account, s3_store: str
+) -> None:
+    """A delete that removed the row but not the objects would leave bytes no row leads to, for ever."""
+    location = await create_upload(s3_client, alice, 10)
+    assert (await append(s3_client, alice, location, 0, b"a" * 10)).status_code == 204
+    service = s3_client.app.state.services.uploads
+    reachable, service.storage = service.storage, unreachable_bucket(s3_store)
+
+    content = await s3_client.get(f"{location}/content", headers=alice.headers)
+    assert (content.status_code, content.headers.get("retry-after")) == (503, "1"), content.text
+    deleted = await s3_client.delete(location, headers={**alice.headers, "Tus-Resumable": "1.0.0"})
+    assert deleted.status_code == 503, deleted.text
+    assert "UPLOAD_STORE" in deleted.json()["detail"]
+
+    service.storage = reachable
+    assert (await s3_client.get(location, headers=alice.headers)).status_code == 200, "the upload is still there"
+    assert await objects_of(s3_store, location) == {f"{0:020d}": 10}
+    deleted = await s3_client.delete(location, headers={**alice.headers, "Tus-Resumable": "1.0.0"})
+    assert deleted.status_code == 204
+    assert await objects_of(s3_store, location) == {}
