@@ -148,7 +148,8 @@ async def run_workflow(
         return "not current"
     notifier = WorkflowNotifier(resources.cache, resources.events, workflow_id, run.owner_id)
     journal = RunJournal(store, notifier)
-    journal.record(notifier.workflow_status_events("running", progress=0.0))
+    # The claim committed `running`: the cached status is dropped and subscribers told now, not a fold later.
+    await notifier.workflow_status("running", progress=0.0)
     beating = asyncio.create_task(_beat(store, touch_job))
     try:
         return await _execute(journal, run)
