@@ -8,7 +8,6 @@ seed is fixed, so a failure is replayed by the command the assertion message pri
 
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
@@ -17,7 +16,6 @@ from typing import Any
 
 import pytest
 
-import app.cli
 from bench.chaos_faults import FAULTS, KILL_GRANIAN_WORKER
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
@@ -27,11 +25,6 @@ SEED = 20261327
 and a Granian worker kill (how long each restart takes decides how many fit)."""
 DURATION_S = 60
 RUN_TIMEOUT_S = 540
-GRANIAN_RESPAWNS = "respawn_failed_workers" in inspect.getsource(app.cli)
-NO_RESPAWN = (
-    "roi serve does not let Granian respawn a killed worker yet: a SIGKILLed Granian worker takes the whole of "
-    "roi serve down (exit code 1)"
-)
 CHECKS = {
     "every run ended, every failure with a reason",
     "every succeeded result equals its recomputation",
@@ -60,9 +53,7 @@ def _chaos(tmp_path: Path, duration_s: int, faults: list[str]) -> dict[str, Any]
 
 @pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 def test_a_minute_of_faults_under_the_mixed_load_loses_nothing(tmp_path: Path) -> None:
-    faults = [fault for fault in FAULTS if GRANIAN_RESPAWNS or fault != KILL_GRANIAN_WORKER]
-
-    report = _chaos(tmp_path, DURATION_S, faults)
+    report = _chaos(tmp_path, DURATION_S, FAULTS)
 
     assert {check["name"] for check in report["checks"]} >= CHECKS
     assert all(check["passed"] for check in report["checks"]), report["checks"]
@@ -72,7 +63,6 @@ def test_a_minute_of_faults_under_the_mixed_load_loses_nothing(tmp_path: Path) -
     assert report["uploads_finished"] > 0
 
 
-@pytest.mark.skipif(not GRANIAN_RESPAWNS, reason=NO_RESPAWN)
 @pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 def test_killed_granian_workers_are_replaced_under_load(tmp_path: Path) -> None:
     report = _chaos(tmp_path, 30, [KILL_GRANIAN_WORKER])
