@@ -26,6 +26,7 @@ from domain.uploads.repository import UploadRepository
 from domain.uploads.s3_storage import S3Storage, open_bucket
 from domain.uploads.service import UploadService
 from domain.uploads.storage import UploadStorage, local_storage
+from domain.workflows.counts import CountFolder
 from domain.workflows.service import WorkflowReader
 from infra.closing import close_within
 from infra.queue import PriorityRedisQueue, create_queue
@@ -87,6 +88,7 @@ class ApiServices(Services):
     jwt_auth: BearerTokenAuth = field(kw_only=True)
     tokens: TokenIssuer = field(kw_only=True)
     revocations: RevocationFeed = field(kw_only=True)
+    count_folder: CountFolder = field(kw_only=True)
     asyncpg_pool: asyncpg.Pool = field(kw_only=True)
     batched_reads: PipelinedGet = field(kw_only=True)
     cursors: CursorSigner = field(kw_only=True)
@@ -135,6 +137,8 @@ class ApiServices(Services):
         )
         revocations = RevocationFeed(asyncpg_pool, jwt_auth.revoked, settings.token_revocation_poll_s)
         await revocations.start()
+        count_folder = CountFolder(asyncpg_pool)
+        count_folder.start()
         return cls(
             settings=settings,
             engine=engine,
@@ -146,6 +150,7 @@ class ApiServices(Services):
             jwt_auth=jwt_auth,
             tokens=TokenIssuer(jwt_auth),
             revocations=revocations,
+            count_folder=count_folder,
             asyncpg_pool=asyncpg_pool,
             batched_reads=batched_reads,
             cursors=cursors,
@@ -159,6 +164,7 @@ class ApiServices(Services):
     async def close(self) -> None:
         """Each client closed within a bound: a shutdown never waits for ever on one that does not answer."""
         await close_within("the revocation feed", self.revocations.stop())
+        await close_within("the count folder", self.count_folder.stop())
         await super().close()
         self.batched_reads.close()
         # close() waits for every connection to come back: one held by a request that never ends is cut instead.

@@ -2,14 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+logger = logging.getLogger("roi.counts")
+
+FOLD = "SELECT roi_fold_workflow_counts()"
+FOLD_EVERY_S = 1.0
+"""How often each API process folds: a list's `total` sums the changes not folded yet, so their number, not the
+number of workflows, is what a page's count costs; folded every second, a burst of runs leaves a few hundred."""
+
 
 async def fold_workflow_counts(engine: AsyncEngine) -> int:
-    """Fold the appended count changes into the totals, in one statement (totals stay exact meanwhile); how many.
-
-    Not folded, they only cost the reads of `total` a longer sum: the reconciler folds them every few seconds."""
+    """Fold the appended count changes into the totals, in one statement (totals stay exact meanwhile); how many."""
     async with engine.begin() as conn:
-        folded: int = await conn.scalar(text("SELECT roi_fold_workflow_counts()")) or 0
+        folded: int = await conn.scalar(text(FOLD)) or 0
     return folded
+
+
+class CountFolder:
+    """Folds every FOLD_EVERY_S in the background of an API process, so that the totals stay cheap to read with no
+    worker running as well. Concurrent folds (other processes, the workers' reconciler) queue on the totals' rows in
+    one order: they cannot deadlock, and what one folds the others no longer see."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._fold_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _fold_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FOLD_EVERY_S)
+            try:
+                await self.pool.fetchval(FOLD)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                logger.debug("counts not folded: %s", error)
+            except Exception:
+                logger.exception("counts not folded")

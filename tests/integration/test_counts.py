@@ -7,6 +7,10 @@ import random
 import uuid
 
 import asyncpg
+from litestar.testing import AsyncTestClient
+
+from tests.integration.jobs_support import wait_until
+from tests.integration.support import Account
 
 STATUSES = ("draft", "queued", "running", "succeeded", "failed", "cancelled")
 WRITERS = 12
@@ -82,3 +86,26 @@ async def test_upload_counts_follow_creates_and_deletes_and_vanish_with_their_ow
 
     await db.execute("DELETE FROM users WHERE id = $1", other)
     assert await db.fetchval("SELECT count(*) FROM upload_counts WHERE owner_id = $1", other) == 0
+
+
+async def test_an_api_process_alone_folds_the_count_changes_and_totals_stay_exact(
+    client: AsyncTestClient, alice: Account, db: asyncpg.Pool
+) -> None:
+    """No worker runs here: the API process folds the changes itself, or every page's total would sum more of them
+    for ever (a page of the 100,000-workflow user went from 50 to 140 ms p95 over three benchmark rounds)."""
+    for number in range(5):
+        created = await client.post(
+            "/api/workflows",
+            headers=alice.headers,
+            json={"name": f"w{number}", "cash_flows": [-100, 60, 60], "parameters": {"discount_rate": 0.1}},
+        )
+        assert created.status_code == 201, created.text
+    owner = uuid.UUID(alice.id)
+
+    async def folded() -> bool:
+        unfolded = await db.fetchval("SELECT count(*) FROM workflow_count_changes WHERE owner_id = $1", owner)
+        return bool(unfolded == 0)
+
+    await wait_until(folded, "the API process folded alice's count changes")
+    page = (await client.get("/api/workflows?limit=1", headers=alice.headers)).json()
+    assert page["total"] == 5
