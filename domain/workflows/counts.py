@@ -16,6 +16,11 @@ FOLD = "SELECT roi_fold_workflow_counts()"
 FOLD_EVERY_S = 1.0
 """How often each API process folds: a list's `total` sums the changes not folded yet, so their number, not the
 number of workflows, is what a page's count costs; folded every second, a burst of runs leaves a few hundred."""
+VACUUM = "VACUUM (SKIP_LOCKED) workflow_count_changes"
+VACUUM_AFTER_ROWS = 2_000
+"""Folded rows are dead until vacuumed, and the sum still walks their index entries: 21,515 of them made a page's
+total cost 1.0 ms of PostgreSQL instead of 0.16 ms. Autovacuum wakes once a minute at best; this process vacuums the
+(small) table itself once it has folded this many."""
 
 
 async def fold_workflow_counts(engine: AsyncEngine) -> int:
@@ -33,6 +38,7 @@ class CountFolder:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self._task: asyncio.Task[None] | None = None
+        self._unvacuumed = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._fold_forever())
@@ -47,7 +53,10 @@ class CountFolder:
         while True:
             await asyncio.sleep(FOLD_EVERY_S)
             try:
-                await self.pool.fetchval(FOLD)
+                self._unvacuumed += await self.pool.fetchval(FOLD) or 0
+                if self._unvacuumed >= VACUUM_AFTER_ROWS:
+                    await self.pool.execute(VACUUM)
+                    self._unvacuumed = 0
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 logger.debug("counts not folded: %s", error)
             except Exception:
