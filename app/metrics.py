@@ -9,7 +9,6 @@ every process observes the same.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.events.stats import LiveStats
 from domain.services import provide_services
+from infra.closing import cancel_and_wait
 from infra.queue import PriorityRedisQueue
 from infra.redis import REDIS_FAILURES
 
@@ -172,8 +172,6 @@ async def pool_metrics(app: Litestar) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        await cancel_and_wait(sampler)
         if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]  # leave the livesums

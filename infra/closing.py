@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable
 
@@ -19,3 +20,12 @@ async def close_within(what: str, closing: Awaitable[None]) -> bool:
         logger.error("closing %s took more than %g s; going on without it", what, CLOSE_TIMEOUT_S)
         return False
     return True
+
+
+async def cancel_and_wait(task: asyncio.Task[None] | None) -> None:
+    """Stop a background task and wait until it has: a statement it was running gives its connection back first."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

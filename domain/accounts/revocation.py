@@ -14,7 +14,6 @@ it answers again, reads everything it missed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import logging
 import time
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterable
 import asyncpg
 
 from domain.accounts.schemas import CurrentUser
+from infra.closing import cancel_and_wait
 
 logger = logging.getLogger("roi.accounts")
 
@@ -116,10 +116,7 @@ class RevocationFeed:
         self._task = asyncio.get_running_loop().create_task(self._poll_forever())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def revoke_token(self, user: CurrentUser, expires_at: datetime.datetime) -> None:
         """Logout: this token, everywhere. Applied here at once, in other processes at their next look."""

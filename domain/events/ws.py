@@ -24,7 +24,7 @@ from domain.events.history import History
 from domain.events.hub import EventHub
 from domain.events.socket import CloseCode, LiveConfig, LiveSocket
 from domain.events.stats import LiveStats
-from infra.closing import close_within
+from infra.closing import cancel_and_wait, close_within
 from infra.granian import run_before_granian_stops
 from infra.redis import create_bounded_redis
 from infra.settings import Settings
@@ -73,10 +73,7 @@ class LiveEvents:
     async def stop(self) -> None:
         """Close every socket with GOING_AWAY (they reconnect elsewhere and recover), then let go of Redis."""
         await self.close_all()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await cancel_and_wait(self._ticker)
         self._flush()
         await self.hub.close()
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from infra.closing import cancel_and_wait
 
 logger = logging.getLogger("roi.counts")
 
@@ -44,10 +45,7 @@ class CountFolder:
         self._task = asyncio.get_running_loop().create_task(self._fold_forever())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _fold_forever(self) -> None:
         while True:
