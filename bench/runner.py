@@ -44,6 +44,7 @@ from bench.scenarios import (
     SCALE,
     SCENARIOS,
     SERVICES,
+    SIMULATION,
     UPLOADS,
     UPLOADS_S3,
     WS,
@@ -119,6 +120,10 @@ def run_bench(
             )
             results += job_results
             notes += job_notes
+        if SIMULATION in others:
+            from bench.simulation import measure_simulation
+
+            results += uvloop.run(measure_simulation(deployed.base_url, environment, settings, quick, floor))
         if WS in others:
             from bench.ws import measure_ws
 
@@ -221,7 +226,7 @@ def _start_servers(
     return servers
 
 
-OTHERS = (JOBS, WS, UPLOADS, UPLOADS_S3, BROWSER, MIXED, OVERLOAD)
+OTHERS = (JOBS, SIMULATION, WS, UPLOADS, UPLOADS_S3, BROWSER, MIXED, OVERLOAD)
 """What is measured otherwise than by repeating one HTTP request, after the HTTP scenarios, in this order; then
 SCALE, only when named."""
 

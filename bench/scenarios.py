@@ -147,6 +147,10 @@ UPLOAD_ROWS = (
     "upload_to_ready",
 )
 
+SIMULATION = "simulation"
+"""Not one HTTP request under load: the heaviest simulation a workflow may ask for, run by run (bench/simulation.py)."""
+SIMULATION_ROW = "simulation_1m_runs"
+
 UPLOADS_S3 = "uploads_s3"
 """The upload rows with UPLOAD_STORE=s3://… on a SeaweedFS the bench starts (bench/uploads_s3.py), beside
 SeaweedFS's own multipart upload of the same bytes, the floor of their ratios."""
