@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,7 @@ from tests.integration.jobs_support import (
 from tests.integration.queue_support import forget_queue, private_queue, queue_name, reaped, wait_for_exit
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
+from workers.worker import MAX_REQUEUES
 
 SAQ_TERMINAL = frozenset({Status.COMPLETE, Status.FAILED, Status.ABORTED})
 
@@ -263,3 +265,40 @@ async def test_a_queued_run_whose_job_failed_before_claiming_it_is_queued_again(
 
         await wait_until(ended, "the run whose job failed before claiming it ends", deadline_s=15)
     assert (await status_of(client, alice, workflow["id"]))["status"] == "succeeded"
+
+
+async def test_a_job_that_keeps_failing_before_its_claim_fails_its_run_with_the_jobs_error(
+    client: AsyncTestClient[Litestar],
+    alice: Account,
+    settings: Settings,
+    app_queue: PriorityRedisQueue,
+    db: asyncpg.Pool,
+) -> None:
+    """Every claim of the run raises (a trigger refuses it): the reconciler queues the failed job again
+    `MAX_REQUEUES` times, then fails the run with the job's error rather than queuing it for ever."""
+    workflow = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
+    name = f"refuse_claim_{uuid.uuid4().hex[:8]}"
+    await db.execute(f"CREATE SEQUENCE {name}")
+    await db.execute(
+        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM nextval('{name}');"
+        " RAISE EXCEPTION 'claim refused by the test'; END $$"
+    )
+    await db.execute(
+        f"CREATE TRIGGER {name} BEFORE UPDATE ON roi_workflows FOR EACH ROW"
+        f" WHEN (OLD.id = '{workflow['id']}' AND NEW.status = 'running') EXECUTE FUNCTION {name}()"
+    )
+    try:
+        await start_run(client, alice, workflow["id"])
+        environment = {"WORKER_REQUEUE_AFTER_S": "0.2", "WORKER_RECONCILE_INTERVAL_S": "0.2"}
+        with reaped() as processes:
+            processes.append(worker_process(settings, **environment))
+            final = await wait_for_status(client, alice, workflow["id"])
+        claims = await db.fetchval(f"SELECT last_value FROM {name}")
+    finally:
+        await db.execute(f"DROP TRIGGER {name} ON roi_workflows")
+        await db.execute(f"DROP FUNCTION {name}()")
+        await db.execute(f"DROP SEQUENCE {name}")
+    assert final["status"] == "failed", final
+    assert claims == MAX_REQUEUES + 1, "the first attempt, then one per re-queue"
+    error = (await detail(client, alice, workflow["id"]))["error"]
+    assert error.startswith(f"its job failed {MAX_REQUEUES + 1} times before the run started: "), error
