@@ -95,6 +95,13 @@ async def _aborted(job: Job) -> bool:
     return current is not None and current.status in (Status.ABORTING, Status.ABORTED)
 
 
+def _raised(error: str | None) -> str:
+    """The exception a failed job raised: SAQ records the whole traceback, whose head is this server's file paths
+    (which the run's owner must not see, and which would fill the run's error before the exception itself)."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no error given"
+
+
 class Reconciler:
     def __init__(self, services: Services) -> None:
         self.resources = services
@@ -167,7 +174,7 @@ class Reconciler:
             await self._end_run(workflow_id, job_id, "cancelled", ABORTED_IN_QUEUE)
             return
         if job is not None and job.status == Status.FAILED and await self._requeues(job_id) > MAX_REQUEUES:
-            reason = f"its job failed {MAX_REQUEUES + 1} times before the run started: {job.error or 'no error given'}"
+            reason = f"its job failed {MAX_REQUEUES + 1} times before the run started: {_raised(job.error)}"
             await self._end_run(workflow_id, job_id, "failed", reason[:500])
             return
         if job is None or job.status in (Status.COMPLETE, Status.FAILED):
