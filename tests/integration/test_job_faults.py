@@ -306,3 +306,37 @@ async def test_a_job_that_keeps_failing_before_its_claim_fails_its_run_with_the_
         "asyncpg.exceptions.RaiseError: claim refused by the test"
     ), "the job's error, not the head of its traceback (this server's file paths)"
 
+
+async def test_a_run_write_whose_connection_is_cut_is_tried_again_and_the_run_succeeds(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, db: asyncpg.Pool
+) -> None:
+    """One write of a running run loses its connection (its backend terminated mid-statement, as a PostgreSQL restart
+    or a failover would): the write is tried once more and the run goes on, instead of failing on one fault."""
+    parameters = {"discount_rate": 0.05, "simulations": 1_000_000, "volatility": 0.3, "seed": 1}
+    workflow = await create(client, alice, cash_flows=LONG_FLOWS, parameters=parameters)
+    with reaped() as processes:
+        processes.append(worker_process(settings))
+        await start_run(client, alice, workflow["id"])
+        await wait_until_simulating(client, alice, workflow["id"])
+        async with db.acquire() as holder, holder.transaction():
+            # The run's next write waits on this row lock, so its backend is cut in the middle of that write.
+            await holder.execute("SELECT 1 FROM roi_workflows WHERE id = $1 FOR UPDATE", uuid.UUID(workflow["id"]))
+            waiting: list[int] = []
+
+            async def the_run_writes() -> bool:
+                waiting[:] = (
+                    await db.fetchval(
+                        "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND query LIKE 'WITH touched AS%'"
+                    )
+                    or []
+                )
+                return bool(waiting)
+
+            await wait_until(the_run_writes, "the run's next write waits on the lock")
+            assert await db.fetchval("SELECT pg_terminate_backend($1)", waiting[0])
+        final = await wait_for_status(client, alice, workflow["id"])
+    assert final["status"] == "succeeded", final
+    done = await detail(client, alice, workflow["id"])
+    assert [step["status"] for step in done["steps"]] == ["succeeded"] * 5
+    assert (await client.get(f"/api/workflows/{workflow['id']}/result", headers=alice.headers)).status_code == 200
