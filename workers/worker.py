@@ -133,9 +133,7 @@ class Reconciler:
             for upload_id, job in zip(stale, jobs, strict=True):
                 if job is None or job.status in (Status.COMPLETE, Status.FAILED, Status.ABORTED):
                     await enqueue_upload_parse(self.queue, str(upload_id))
-                elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
-                    await self.queue.redis.rpush(self.queue.lane(job), job.id)
-                else:
+                elif job.status != Status.QUEUED or not await self.queue.put_back(job):
                     continue
                 RUNS_RECONCILED.labels("parse_requeued").inc()
         except REDIS_FAILURES:
@@ -179,10 +177,9 @@ class Reconciler:
             return
         if job is None or job.status in (Status.COMPLETE, Status.FAILED):
             await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)
-        elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
-            # Popped by a worker that died before it moved the job to the active list.
-            await self.queue.redis.rpush(self.queue.lane(job), job.id)
-        else:
+        elif job.status != Status.QUEUED or not await self.queue.put_back(job):
+            # Only a job popped by a worker that died before taking it is put back: one a worker took since it was
+            # read (its record active now) would run twice, the second run overwriting the first's record.
             return
         RUNS_RECONCILED.labels("requeued").inc()
         logger.info("re-queued workflow %s (run %s): Redis had lost its job", workflow_id, job_id)

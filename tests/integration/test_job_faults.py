@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -12,6 +14,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq import Status
 
+from db.pools import create_engine
+from domain.services import Services
+from infra.jobs import enqueue_workflow_run
 from infra.queue import PriorityRedisQueue
 from infra.settings import Settings
 from tests.integration.jobs_support import (
@@ -25,7 +30,7 @@ from tests.integration.jobs_support import (
 from tests.integration.queue_support import forget_queue, private_queue, queue_name, reaped, wait_for_exit
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
-from workers.worker import MAX_REQUEUES
+from workers.worker import MAX_REQUEUES, Reconciler
 
 SAQ_TERMINAL = frozenset({Status.COMPLETE, Status.FAILED, Status.ABORTED})
 
@@ -340,3 +345,55 @@ async def test_a_run_write_whose_connection_is_cut_is_tried_again_and_the_run_su
     done = await detail(client, alice, workflow["id"])
     assert [step["status"] for step in done["steps"]] == ["succeeded"] * 5
     assert (await client.get(f"/api/workflows/{workflow['id']}/result", headers=alice.headers)).status_code == 200
+
+
+@contextlib.asynccontextmanager
+async def reconciler_of(settings: Settings) -> AsyncIterator[Reconciler]:
+    """The worker's reconciler, on the app's queue, driven pass by pass by the test."""
+    services = Services.open(settings, create_engine(settings, "roi-test"))
+    try:
+        yield Reconciler(services)
+    finally:
+        await services.close()
+        await services.engine.dispose()
+
+
+async def test_a_job_a_worker_took_after_the_reconciler_read_it_is_not_queued_again(
+    settings: Settings, app_queue: PriorityRedisQueue
+) -> None:
+    """The reconciler read the job queued and in no lane; a worker took it before the reconciler acted on that read:
+    putting it back would run it twice, and the second run (a no-op in PostgreSQL) would overwrite the job's record."""
+    workflow_id = uuid.uuid4()
+    assert await enqueue_workflow_run(app_queue, str(workflow_id), "racing-run", "normal") is not None
+    async with reconciler_of(settings) as reconciler:
+        read = await app_queue.job("racing-run")  # what the reconciler read: queued
+        assert read is not None
+        assert read.status == Status.QUEUED
+        taken = await app_queue.dequeue(timeout=1)  # now in no lane
+        assert taken is not None
+        await reconciler._requeue_if_lost(workflow_id, "racing-run", "normal", read)
+    assert await app_queue.depths() == {"high": 0, "normal": 0, "low": 0}, "not queued a second time"
+    stored = await app_queue.job("racing-run")
+    assert stored is not None
+    assert stored.status == Status.ACTIVE
+
+
+async def test_a_job_put_back_while_its_worker_held_it_popped_runs_once(
+    settings: Settings, app_queue: PriorityRedisQueue
+) -> None:
+    """The window no read can tell from a dead worker's: popped, not yet taken. The reconciler puts the job back, a
+    second worker takes it; the first worker, finishing its dequeue, must then leave it to the second."""
+    workflow_id = uuid.uuid4()
+    assert await enqueue_workflow_run(app_queue, str(workflow_id), "popped-run", "normal") is not None
+    async with reconciler_of(settings) as reconciler:
+        popped = await app_queue.pop(timeout=1)
+        assert popped is not None
+        read = await app_queue.job("popped-run")
+        await reconciler._requeue_if_lost(workflow_id, "popped-run", "normal", read)
+        assert await app_queue.depths() == {"high": 0, "normal": 1, "low": 0}, "put back: it looks lost"
+        second = await app_queue.dequeue(timeout=1)
+        assert second is not None
+        assert second.key == "popped-run"
+        assert await app_queue.take(popped) is None, "the first worker leaves the job to the one running it"
+    active = await app_queue.redis.lrange(app_queue._active, 0, -1)
+    assert active == [second.id.encode()], "in the active list once"
