@@ -39,6 +39,21 @@ def is_broken_connection(error: BaseException | None) -> bool:
     )
 
 
+LOST_CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+"""What a statement raises when its connection, not the statement, failed (cut, or the server shutting down or
+restarting): the same statement on another connection may succeed."""
+
+
+def is_lost_connection(error: BaseException) -> bool:
+    return isinstance(error, LOST_CONNECTION_ERRORS) or is_broken_connection(error)
+
+
 def _count_broken_as_disconnect(context: ExceptionContext) -> None:
     """SQLAlchemy invalidates a connection (and the pool's older ones) only for what its dialect calls a
     disconnect, which asyncpg's dialect decides by the socket alone: a connection whose protocol was left

@@ -7,10 +7,12 @@ onto `_queued`; here `_queued` names the lane of the job the current task is enq
 variable, so enqueues of different priorities running at once each see their own), and SAQ's own list, the normal
 lane, otherwise.
 
-SAQ's update and finish send their notification in the same round trip as the record. Two of SAQ's behaviours
+SAQ's update and finish send their notification in the same round trip as the record. Three of SAQ's behaviours
 are changed on the way:
 - a dequeued job is marked active *before* it enters the active list, so a concurrent sweep can no longer
   fail it as "swept" (SAQ's start-up race);
+- a dequeue takes a job only while its record still says queued, and the reconciler puts a job back in its lane
+  only while it is queued and in no lane and no active list, each in one atomic script: a job is never run twice;
 - sweeps run every `SWEEP_INTERVAL_S` rather than at most once a minute.
 """
 
@@ -30,6 +32,24 @@ from infra.jobs import LANE_OF_PRIORITY, PRIORITIES, Priority
 QUEUE_NAME = "roi"
 SWEEP_INTERVAL_S = 5
 
+_TAKE = """
+local stored = redis.call('GET', KEYS[1])
+if not stored or cjson.decode(stored).status ~= 'queued' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], KEYS[1])
+return 1
+"""
+"""A popped job id (KEYS[1]) becomes active (record ARGV[1], into the active list KEYS[2]) only if still queued."""
+_PUT_BACK = """
+local stored = redis.call('GET', KEYS[1])
+if not stored or cjson.decode(stored).status ~= 'queued' then return 0 end
+if redis.call('LPOS', KEYS[2], KEYS[1]) or redis.call('LPOS', KEYS[3], KEYS[1]) then return 0 end
+redis.call('RPUSH', KEYS[2], KEYS[1])
+return 1
+"""
+"""A job (KEYS[1]) goes back into its lane (KEYS[2]) only if still queued and in neither that lane nor the active
+list (KEYS[3])."""
+
 _lane_in_use: ContextVar[tuple[PriorityRedisQueue, str] | None] = ContextVar("lane_in_use", default=None)
 """The queue and lane of the job this task is enqueuing or retrying right now."""
 
@@ -45,6 +65,8 @@ class PriorityRedisQueue(RedisQueue):
         # SAQ's own list is the normal lane, so anything SAQ itself re-queues lands in a valid lane.
         self.lanes = [self.namespace("queued:high"), self._normal_lane, self.namespace("queued:low")]
         self.drained = [self.lanes[LANE_OF_PRIORITY[priority]] for priority in drains]
+        self._take = redis.register_script(_TAKE)
+        self._put_back = redis.register_script(_PUT_BACK)
 
     async def disconnect(self) -> None:
         """Close even when Redis is gone: shutting down must not depend on it."""
@@ -73,22 +95,38 @@ class PriorityRedisQueue(RedisQueue):
             _lane_in_use.reset(token)
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109
+        job_id = await self.pop(timeout)
+        return None if job_id is None else await self.take(job_id)
+
+    async def pop(self, timeout: float) -> bytes | None:  # noqa: ASYNC109
+        """A dequeue's first half: the next job id out of the highest non-empty lane it drains, blocking."""
         popped = await self.redis.blmpop(timeout, len(self.drained), *self.drained, direction="LEFT", count=1)
         if popped is None:
             return None
         job_id = popped[1][0]
         assert isinstance(job_id, bytes)
+        return job_id
+
+    async def take(self, job_id: bytes) -> Job | None:
+        """A dequeue's second half: the popped job marked active, then into the active list. None when it is no
+        longer queued: the reconciler saw it in no lane while this worker held it popped, put it back, and another
+        worker took it first (or ran it to its end); running it again would overwrite that run's record."""
         job = await self._get_job_by_id(job_id)
         if job is None:
             await self.redis.zrem(self._incomplete, job_id)
             return None
+        if job.status != Status.QUEUED:
+            return None
         job.status = Status.ACTIVE
         job.started = job.touched = now()  # with `started` unset (0) a sweep sees the job as past its timeout
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(job_id, self.serialize(job))
-            pipe.rpush(self._active, job_id)
-            await pipe.execute()
+        if not await self._take(keys=[job_id, self._active], args=[self.serialize(job)]):
+            return None
         return job
+
+    async def put_back(self, job: Job) -> bool:
+        """Put a queued job that is in no lane (popped by a worker that died before taking it) back into its lane;
+        whether it was. Nothing when a worker has taken it since it was read."""
+        return bool(await self._put_back(keys=[job.id, self.lane(job), self._active]))
 
     async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
         """SAQ's update, with the record and its notification in one round trip when the status is known."""

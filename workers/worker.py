@@ -95,6 +95,13 @@ async def _aborted(job: Job) -> bool:
     return current is not None and current.status in (Status.ABORTING, Status.ABORTED)
 
 
+def _raised(error: str | None) -> str:
+    """The exception a failed job raised: SAQ records the whole traceback, whose head is this server's file paths
+    (which the run's owner must not see, and which would fill the run's error before the exception itself)."""
+    lines = [line.strip() for line in (error or "").splitlines() if line.strip()]
+    return lines[-1] if lines else "no error given"
+
+
 class Reconciler:
     def __init__(self, services: Services) -> None:
         self.resources = services
@@ -126,9 +133,7 @@ class Reconciler:
             for upload_id, job in zip(stale, jobs, strict=True):
                 if job is None or job.status in (Status.COMPLETE, Status.FAILED, Status.ABORTED):
                     await enqueue_upload_parse(self.queue, str(upload_id))
-                elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
-                    await self.queue.redis.rpush(self.queue.lane(job), job.id)
-                else:
+                elif job.status != Status.QUEUED or not await self.queue.put_back(job):
                     continue
                 RUNS_RECONCILED.labels("parse_requeued").inc()
         except REDIS_FAILURES:
@@ -167,15 +172,14 @@ class Reconciler:
             await self._end_run(workflow_id, job_id, "cancelled", ABORTED_IN_QUEUE)
             return
         if job is not None and job.status == Status.FAILED and await self._requeues(job_id) > MAX_REQUEUES:
-            reason = f"its job failed {MAX_REQUEUES + 1} times before the run started: {job.error or 'no error given'}"
+            reason = f"its job failed {MAX_REQUEUES + 1} times before the run started: {_raised(job.error)}"
             await self._end_run(workflow_id, job_id, "failed", reason[:500])
             return
         if job is None or job.status in (Status.COMPLETE, Status.FAILED):
             await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)
-        elif job.status == Status.QUEUED and not await self.queue.is_in_lane(job):
-            # Popped by a worker that died before it moved the job to the active list.
-            await self.queue.redis.rpush(self.queue.lane(job), job.id)
-        else:
+        elif job.status != Status.QUEUED or not await self.queue.put_back(job):
+            # Only a job popped by a worker that died before taking it is put back: one a worker took since it was
+            # read (its record active now) would run twice, the second run overwriting the first's record.
             return
         RUNS_RECONCILED.labels("requeued").inc()
         logger.info("re-queued workflow %s (run %s): Redis had lost its job", workflow_id, job_id)

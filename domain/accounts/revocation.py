@@ -99,10 +99,13 @@ class RevokedTokens:
 class RevocationFeed:
     """Keeps a `RevokedTokens` up to date from PostgreSQL, and writes logouts to it."""
 
-    def __init__(self, pool: asyncpg.Pool, revoked: RevokedTokens, poll_s: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, revoked: RevokedTokens, poll_s: float, *, read_all_every_s: float = FORGET_EVERY_S
+    ) -> None:
         self.pool = pool
         self.revoked = revoked
         self.poll_s = poll_s
+        self.read_all_every_s = read_all_every_s
         self._looked_at: datetime.datetime | None = None
         self._task: asyncio.Task[None] | None = None
         self._forgot_at = time.monotonic()
@@ -145,7 +148,7 @@ class RevocationFeed:
         if self._looked_at is None:
             await self._read_all()
             return
-        if time.monotonic() - self._forgot_at > FORGET_EVERY_S:
+        if time.monotonic() - self._forgot_at > self.read_all_every_s:
             self._forgot_at = time.monotonic()
             self.revoked.forget_expired(time.time())
             await self.pool.execute(_FORGET_EXPIRED)

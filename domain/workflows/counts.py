@@ -32,12 +32,16 @@ async def fold_workflow_counts(engine: AsyncEngine) -> int:
 
 
 class CountFolder:
-    """Folds every FOLD_EVERY_S in the background of an API process, so that the totals stay cheap to read with no
+    """Folds every `fold_every_s` in the background of an API process, so that the totals stay cheap to read with no
     worker running as well. Concurrent folds (other processes, the workers' reconciler) queue on the totals' rows in
     one order: they cannot deadlock, and what one folds the others no longer see."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, fold_every_s: float = FOLD_EVERY_S, vacuum_after_rows: int = VACUUM_AFTER_ROWS
+    ) -> None:
         self.pool = pool
+        self.fold_every_s = fold_every_s
+        self.vacuum_after_rows = vacuum_after_rows
         self._task: asyncio.Task[None] | None = None
         self._unvacuumed = 0
 
@@ -49,10 +53,10 @@ class CountFolder:
 
     async def _fold_forever(self) -> None:
         while True:
-            await asyncio.sleep(FOLD_EVERY_S)
+            await asyncio.sleep(self.fold_every_s)
             try:
                 self._unvacuumed += await self.pool.fetchval(FOLD) or 0
-                if self._unvacuumed >= VACUUM_AFTER_ROWS:
+                if self._unvacuumed >= self.vacuum_after_rows:
                     await self.pool.execute(VACUUM)
                     self._unvacuumed = 0
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.pools import is_lost_connection
 from domain.agents.steps import STEP_EXECUTORS, RunState, StepFailed
 from domain.cache import Cache
 from domain.events.bus import Event, EventBus
@@ -33,6 +34,9 @@ HEARTBEAT_INTERVAL_S = 2.0
 FOLD_S = 0.05
 """How long a run's changes may wait to be written together: a run done sooner writes them in one transaction and
 one batch of events; a longer one is seen at most this late (and its progress still every PROGRESS_INTERVAL_S)."""
+RETRY_WRITE_AFTER_S = 0.5
+"""A run's write that lost its connection is tried once more after this pause (a restarting PostgreSQL, a backend
+terminated): one such fault costs the run this long, not the run itself."""
 INLINE_FLOWS = 50
 """Series up to this length are analysed on the loop: cheaper than a hop to a thread, and over in microseconds."""
 
@@ -51,7 +55,8 @@ class RunJournal:
 
     Changes collect here; `flush` writes them in one conditional transaction (nothing once the run is no longer
     current) and then publishes their events in one round trip. A change is flushed at the latest FOLD_S after it was
-    made (a timer), at once for progress (already paced) and for the run's end.
+    made (a timer), at once for progress (already paced) and for the run's end. A write that lost its connection is
+    tried once more before its error reaches the run (a timed flush's error is raised by the run's next write).
     """
 
     def __init__(self, store: RunStore, notifier: WorkflowNotifier) -> None:
@@ -103,8 +108,34 @@ class RunJournal:
             if not (workflow or steps or events or result is not None):
                 return
             self.workflow, self.changed, self.events = {}, set(), []
-            await self.store.commit(workflow, steps, skip_after=skip_after, result=result)
+            await self._commit(workflow, steps, skip_after, result)
             await self.notifier.announce(events)
+
+    async def _commit(
+        self,
+        workflow: dict[str, Any],
+        steps: dict[int, StepChange],
+        skip_after: int | None,
+        result: dict[str, Any] | None,
+    ) -> None:
+        try:
+            await self.store.commit(workflow, steps, skip_after=skip_after, result=result)
+        except Exception as error:
+            if not is_lost_connection(error):
+                raise
+            logger.warning(
+                "a write of workflow %s lost its connection (%r); trying once more", self.store.workflow_id, error
+            )
+            # The pool's other connections may have been cut too (a restart): replaced as they are next drawn.
+            await self.store.pool.expire_connections()
+            await asyncio.sleep(RETRY_WRITE_AFTER_S)
+            try:
+                await self.store.commit(workflow, steps, skip_after=skip_after, result=result)
+            except RunNotCurrent:
+                # The first attempt may have committed before its answer was lost (the run's end, say): whichever
+                # state the run is in now, its cache keys must not keep showing the earlier one.
+                await self.notifier.changed()
+                raise
 
     async def close(self) -> None:
         """Stop the timer and wait for a flush it started: the run's connection is back before anyone else writes."""

@@ -9,6 +9,7 @@ import uuid
 import asyncpg
 from litestar.testing import AsyncTestClient
 
+from domain.workflows.counts import CountFolder
 from tests.integration.jobs_support import wait_until
 from tests.integration.support import Account
 
@@ -109,3 +110,60 @@ async def test_an_api_process_alone_folds_the_count_changes_and_totals_stay_exac
     await wait_until(folded, "the API process folded alice's count changes")
     page = (await client.get("/api/workflows?limit=1", headers=alice.headers)).json()
     assert page["total"] == 5
+
+
+async def manual_vacuums(db: asyncpg.Pool) -> int:
+    count: int = await db.fetchval(
+        "SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'workflow_count_changes'"
+    )
+    return count
+
+
+async def unfolded(db: asyncpg.Pool, owners: list[uuid.UUID]) -> int:
+    count: int = await db.fetchval("SELECT count(*) FROM workflow_count_changes WHERE owner_id = ANY($1)", owners)
+    return count
+
+
+async def test_the_count_folder_vacuums_the_changes_it_folded_and_totals_stay_exact(db: asyncpg.Pool) -> None:
+    """Folded change rows stay dead, and every page's total walks them, until a VACUUM: the folder runs one itself
+    once it has folded `vacuum_after_rows` rows (2,000 in production, 100 here), not after every fold."""
+    owners = await add_users(db, 2)
+    for seed in range(3):
+        await write_at_random(db, owners, seed)
+    appended = await unfolded(db, owners)
+    assert appended >= 100, "enough changes to pass the threshold in one fold"
+    vacuumed_before = await manual_vacuums(db)
+    folder = CountFolder(db, fold_every_s=0.01, vacuum_after_rows=100)
+    folder.start()
+    try:
+
+        async def folded_and_vacuumed() -> bool:
+            return await unfolded(db, owners) == 0 and await manual_vacuums(db) == vacuumed_before + 1
+
+        # (Not `n_dead_tup`: the folding backend reports its deletes to the statistics up to a second late, after
+        # the VACUUM's own report.)
+        await wait_until(folded_and_vacuumed, "the folder folded the changes and vacuumed their table")
+
+        # 20 single-row inserts append 20 changes: folded, but too few to vacuum again.
+        for _ in range(20):
+            await db.execute(
+                "INSERT INTO roi_workflows (id, owner_id, name, status, priority, progress, parameters, created_at,"
+                " updated_at) VALUES (gen_random_uuid(), $1, 'w', 'draft', 'normal', 0, '{}', now(), now())",
+                owners[0],
+            )
+
+        async def folded() -> bool:
+            return await unfolded(db, owners) == 0
+
+        await wait_until(folded, "the folder folded the later changes")
+    finally:
+        await folder.stop()
+    assert await manual_vacuums(db) == vacuumed_before + 1, "20 folded rows are below the threshold"
+
+    actual = await db.fetch(
+        "SELECT owner_id, status, count(*) AS n FROM roi_workflows WHERE owner_id = ANY($1) GROUP BY 1, 2", owners
+    )
+    kept = await db.fetch("SELECT owner_id, status, n FROM workflow_counts WHERE owner_id = ANY($1) AND n <> 0", owners)
+    assert {(r["owner_id"], r["status"]): r["n"] for r in kept} == {
+        (r["owner_id"], r["status"]): r["n"] for r in actual
+    }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -11,6 +14,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from saq import Status
 
+from db.pools import create_engine
+from domain.services import Services
+from infra.jobs import enqueue_workflow_run
 from infra.queue import PriorityRedisQueue
 from infra.settings import Settings
 from tests.integration.jobs_support import (
@@ -24,6 +30,7 @@ from tests.integration.jobs_support import (
 from tests.integration.queue_support import forget_queue, private_queue, queue_name, reaped, wait_for_exit
 from tests.integration.support import Account
 from tests.integration.test_workflows import create
+from workers.worker import MAX_REQUEUES, Reconciler
 
 SAQ_TERMINAL = frozenset({Status.COMPLETE, Status.FAILED, Status.ABORTED})
 
@@ -263,3 +270,130 @@ async def test_a_queued_run_whose_job_failed_before_claiming_it_is_queued_again(
 
         await wait_until(ended, "the run whose job failed before claiming it ends", deadline_s=15)
     assert (await status_of(client, alice, workflow["id"]))["status"] == "succeeded"
+
+
+async def test_a_job_that_keeps_failing_before_its_claim_fails_its_run_with_the_jobs_error(
+    client: AsyncTestClient[Litestar],
+    alice: Account,
+    settings: Settings,
+    app_queue: PriorityRedisQueue,
+    db: asyncpg.Pool,
+) -> None:
+    """Every claim of the run raises (a trigger refuses it): the reconciler queues the failed job again
+    `MAX_REQUEUES` times, then fails the run with the job's error rather than queuing it for ever."""
+    workflow = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
+    name = f"refuse_claim_{uuid.uuid4().hex[:8]}"
+    await db.execute(f"CREATE SEQUENCE {name}")
+    await db.execute(
+        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM nextval('{name}');"
+        " RAISE EXCEPTION 'claim refused by the test'; END $$"
+    )
+    await db.execute(
+        f"CREATE TRIGGER {name} BEFORE UPDATE ON roi_workflows FOR EACH ROW"
+        f" WHEN (OLD.id = '{workflow['id']}' AND NEW.status = 'running') EXECUTE FUNCTION {name}()"
+    )
+    try:
+        await start_run(client, alice, workflow["id"])
+        environment = {"WORKER_REQUEUE_AFTER_S": "0.2", "WORKER_RECONCILE_INTERVAL_S": "0.2"}
+        with reaped() as processes:
+            processes.append(worker_process(settings, **environment))
+            final = await wait_for_status(client, alice, workflow["id"])
+        claims = await db.fetchval(f"SELECT last_value FROM {name}")
+    finally:
+        await db.execute(f"DROP TRIGGER {name} ON roi_workflows")
+        await db.execute(f"DROP FUNCTION {name}()")
+        await db.execute(f"DROP SEQUENCE {name}")
+    assert final["status"] == "failed", final
+    assert claims == MAX_REQUEUES + 1, "the first attempt, then one per re-queue"
+    error = (await detail(client, alice, workflow["id"]))["error"]
+    assert error == (
+        f"its job failed {MAX_REQUEUES + 1} times before the run started: "
+        "asyncpg.exceptions.RaiseError: claim refused by the test"
+    ), "the job's error, not the head of its traceback (this server's file paths)"
+
+
+async def test_a_run_write_whose_connection_is_cut_is_tried_again_and_the_run_succeeds(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, db: asyncpg.Pool
+) -> None:
+    """One write of a running run loses its connection (its backend terminated mid-statement, as a PostgreSQL restart
+    or a failover would): the write is tried once more and the run goes on, instead of failing on one fault."""
+    parameters = {"discount_rate": 0.05, "simulations": 1_000_000, "volatility": 0.3, "seed": 1}
+    workflow = await create(client, alice, cash_flows=LONG_FLOWS, parameters=parameters)
+    with reaped() as processes:
+        processes.append(worker_process(settings))
+        await start_run(client, alice, workflow["id"])
+        await wait_until_simulating(client, alice, workflow["id"])
+        async with db.acquire() as holder, holder.transaction():
+            # The run's next write waits on this row lock, so its backend is cut in the middle of that write.
+            await holder.execute("SELECT 1 FROM roi_workflows WHERE id = $1 FOR UPDATE", uuid.UUID(workflow["id"]))
+            waiting: list[int] = []
+
+            async def the_run_writes() -> bool:
+                waiting[:] = (
+                    await db.fetchval(
+                        "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND query LIKE 'WITH touched AS%'"
+                    )
+                    or []
+                )
+                return bool(waiting)
+
+            await wait_until(the_run_writes, "the run's next write waits on the lock")
+            assert await db.fetchval("SELECT pg_terminate_backend($1)", waiting[0])
+        final = await wait_for_status(client, alice, workflow["id"])
+    assert final["status"] == "succeeded", final
+    done = await detail(client, alice, workflow["id"])
+    assert [step["status"] for step in done["steps"]] == ["succeeded"] * 5
+    assert (await client.get(f"/api/workflows/{workflow['id']}/result", headers=alice.headers)).status_code == 200
+
+
+@contextlib.asynccontextmanager
+async def reconciler_of(settings: Settings) -> AsyncIterator[Reconciler]:
+    """The worker's reconciler, on the app's queue, driven pass by pass by the test."""
+    services = Services.open(settings, create_engine(settings, "roi-test"))
+    try:
+        yield Reconciler(services)
+    finally:
+        await services.close()
+        await services.engine.dispose()
+
+
+async def test_a_job_a_worker_took_after_the_reconciler_read_it_is_not_queued_again(
+    settings: Settings, app_queue: PriorityRedisQueue
+) -> None:
+    """The reconciler read the job queued and in no lane; a worker took it before the reconciler acted on that read:
+    putting it back would run it twice, and the second run (a no-op in PostgreSQL) would overwrite the job's record."""
+    workflow_id = uuid.uuid4()
+    assert await enqueue_workflow_run(app_queue, str(workflow_id), "racing-run", "normal") is not None
+    async with reconciler_of(settings) as reconciler:
+        read = await app_queue.job("racing-run")  # what the reconciler read: queued
+        assert read is not None
+        assert read.status == Status.QUEUED
+        taken = await app_queue.dequeue(timeout=1)  # now in no lane
+        assert taken is not None
+        await reconciler._requeue_if_lost(workflow_id, "racing-run", "normal", read)
+    assert await app_queue.depths() == {"high": 0, "normal": 0, "low": 0}, "not queued a second time"
+    stored = await app_queue.job("racing-run")
+    assert stored is not None
+    assert stored.status == Status.ACTIVE
+
+
+async def test_a_job_put_back_while_its_worker_held_it_popped_runs_once(
+    settings: Settings, app_queue: PriorityRedisQueue
+) -> None:
+    """The window no read can tell from a dead worker's: popped, not yet taken. The reconciler puts the job back, a
+    second worker takes it; the first worker, finishing its dequeue, must then leave it to the second."""
+    workflow_id = uuid.uuid4()
+    assert await enqueue_workflow_run(app_queue, str(workflow_id), "popped-run", "normal") is not None
+    async with reconciler_of(settings) as reconciler:
+        popped = await app_queue.pop(timeout=1)
+        assert popped is not None
+        read = await app_queue.job("popped-run")
+        await reconciler._requeue_if_lost(workflow_id, "popped-run", "normal", read)
+        assert await app_queue.depths() == {"high": 0, "normal": 1, "low": 0}, "put back: it looks lost"
+        second = await app_queue.dequeue(timeout=1)
+        assert second is not None
+        assert second.key == "popped-run"
+        assert await app_queue.take(popped) is None, "the first worker leaves the job to the one running it"
+    active = await app_queue.redis.lrange(app_queue._active, 0, -1)
+    assert active == [second.id.encode()], "in the active list once"

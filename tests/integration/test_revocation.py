@@ -4,10 +4,13 @@ open WebSockets, whatever happens to Redis meanwhile (PostgreSQL holds the revoc
 from __future__ import annotations
 
 import asyncio
+import datetime
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import asyncpg
 import httpx
 import msgspec
 import pytest
@@ -15,6 +18,8 @@ import websockets
 from litestar.testing import AsyncTestClient
 
 from app.asgi import create_app
+from domain.accounts.revocation import LATE_COMMIT_MARGIN_S, RevocationFeed, RevokedTokens
+from domain.accounts.schemas import CurrentUser
 from infra.settings import Settings
 from testkit.factories import RegistrationFactory
 from tests.integration.redis_support import OwnRedis
@@ -277,3 +282,37 @@ async def test_open_websockets_of_a_revoked_token_close_with_4401_in_every_worke
                     await asyncio.wait_for(refused.recv(), 5)
                 assert closed.value.rcvd is not None
                 assert closed.value.rcvd.code == 4401
+
+
+async def test_a_revocation_committed_later_than_the_margin_is_seen_at_the_next_full_read(db: asyncpg.Pool) -> None:
+    """The incremental read looks back `LATE_COMMIT_MARGIN_S` only: a logout whose transaction committed later than
+    that (its row created a minute before it became visible) is still applied, by the full read (every minute in
+    production, every 0.5 s here)."""
+    user_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO users (id, email, name, password_hash, is_admin, created_at, updated_at)"
+        " VALUES ($1, $2, 'x', 'x', false, now(), now())",
+        user_id,
+        f"{user_id}@example.com",
+    )
+    revoked = RevokedTokens()
+    applied = asyncio.Event()
+    revoked.on_revocation(applied.set)
+    feed = RevocationFeed(db, revoked, poll_s=0.02, read_all_every_s=0.5)
+    await feed.start()
+    try:
+        token = CurrentUser(user_id, token_id="late-commit")
+        assert revoked.loaded
+        assert not revoked.refuses(token)
+        created = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=LATE_COMMIT_MARGIN_S + 60)
+        await db.execute(
+            "INSERT INTO token_revocations (user_id, jti, expires_at, created_at) VALUES ($1, $2, $3, $4)",
+            user_id,
+            token.token_id,
+            datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+            created,
+        )
+        await asyncio.wait_for(applied.wait(), timeout=5)
+        assert revoked.refuses(token)
+    finally:
+        await feed.stop()
