@@ -9,9 +9,11 @@ from typing import Any
 import asyncpg
 from litestar.testing import AsyncTestClient
 
+from db.pools import create_asyncpg_pool
 from db.statements import ExecutedStatement
 from domain.uploads import queries as upload_queries
 from domain.workflows import queries
+from infra.settings import Settings
 from tests.integration.support import Account, served_by_request
 from tests.integration.test_workflows import create
 
@@ -97,8 +99,21 @@ async def explain(db: asyncpg.Pool, sql: str, *args: object) -> list[dict[str, A
     return plan_nodes(json.loads(raw)[0]["Plan"])
 
 
+async def explain_reused(pool: asyncpg.Pool, sql: str, *args: object) -> list[dict[str, Any]]:
+    """The plan a pool of the service's runs `sql` with on every request (prepared once per connection), priced as
+    `explain` prices it; the arguments are written as literals, which EXECUTE converts to the statement's types."""
+    literals = ", ".join("'" + str(arg).replace("'", "''") + "'" for arg in args)
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SET LOCAL enable_seqscan = off")
+        await connection.execute("SET LOCAL enable_bitmapscan = off")
+        await connection.execute(f"PREPARE roi_reused AS {sql}")
+        raw = await connection.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE roi_reused({literals})")
+        await connection.execute("DEALLOCATE roi_reused")
+    return plan_nodes(json.loads(raw)[0]["Plan"])
+
+
 async def test_every_read_is_an_index_range_scan_without_sort_or_count(
-    client: AsyncTestClient, alice: Account, bob: Account, db: asyncpg.Pool
+    client: AsyncTestClient, alice: Account, bob: Account, db: asyncpg.Pool, settings: Settings
 ) -> None:
     others = [uuid.uuid4() for _ in range(40)]
     await db.executemany(
@@ -112,6 +127,7 @@ async def test_every_read_is_an_index_range_scan_without_sort_or_count(
         "SELECT id, created_at FROM roi_workflows WHERE owner_id = $1 LIMIT 1", owner
     )
 
+    service_pool = await create_asyncpg_pool(settings, "roi-test", max_size=1)
     for sql, args in [
         (queries.WORKFLOW_PAGE, (owner, 51, 0)),
         (queries.WORKFLOW_PAGE_WITH_STATUS, (owner, 51, 0, "failed")),
@@ -126,24 +142,33 @@ async def test_every_read_is_an_index_range_scan_without_sort_or_count(
         (upload_queries.UPLOAD_PAGE_AFTER, (owner, 51, 0, created_at, workflow_id)),
         (upload_queries.UPLOAD_DETAIL, (workflow_id, owner)),
     ]:
-        nodes = await explain(db, sql, *args)
-        kinds = [node["Node Type"] for node in nodes]
-        assert "Seq Scan" not in kinds, (sql, kinds)
-        assert "Sort" not in kinds, (sql, kinds)
-        scans = [node for node in nodes if "Scan" in node["Node Type"]]
-        assert scans, (sql, kinds)
-        for scan in scans:
-            assert "ROW(" not in scan.get("Filter", ""), f"the cursor's position must bound the index scan: {scan}"
-            if scan.get("Relation Name") in ("roi_workflows", "uploads"):
-                assert scan["Index Name"].startswith(("pk_", "idx_workflow_owner", "idx_upload_owner")), scan
-        counted = [node for node in nodes if node["Node Type"] == "Aggregate" and _unbounded_under(node)]
-        assert not counted, f"a count over the user's workflows: {sql}"
+        reused = await explain_reused(service_pool, sql, *args)
+        # Planned once for any arguments, not again on every request: its conditions name the parameters.
+        assert "$1" in json.dumps(reused), f"the service's pool re-plans {sql} on every request"
+        for nodes in (await explain(db, sql, *args), reused):
+            assert_range_scan(sql, nodes)
+    await service_pool.close()
 
     page = (await client.get("/api/workflows?status=failed&limit=50", headers=alice.headers)).json()
     assert page["total"] == 167
     assert len(page["items"]) == 50
     created = [item["created_at"] for item in page["items"]]
     assert created == sorted(created, reverse=True)
+
+
+def assert_range_scan(sql: str, nodes: list[dict[str, Any]]) -> None:
+    """An index range scan of the owner's rows, or a lookup by key: no sort, no count over all of them."""
+    kinds = [node["Node Type"] for node in nodes]
+    assert "Seq Scan" not in kinds, (sql, kinds)
+    assert "Sort" not in kinds, (sql, kinds)
+    scans = [node for node in nodes if "Scan" in node["Node Type"]]
+    assert scans, (sql, kinds)
+    for scan in scans:
+        assert "ROW(" not in scan.get("Filter", ""), f"the cursor's position must bound the index scan: {scan}"
+        if scan.get("Relation Name") in ("roi_workflows", "uploads"):
+            assert scan["Index Name"].startswith(("pk_", "idx_workflow_owner", "idx_upload_owner")), scan
+    counted = [node for node in nodes if node["Node Type"] == "Aggregate" and _unbounded_under(node)]
+    assert not counted, f"a count over the user's workflows: {sql}"
 
 
 def _unbounded_under(node: dict[str, Any]) -> bool:
