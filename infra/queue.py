@@ -10,7 +10,8 @@ lane, otherwise.
 SAQ's update and finish send their notification in the same round trip as the record. Two of SAQ's behaviours
 are changed on the way:
 - a dequeued job is marked active *before* it enters the active list, so a concurrent sweep can no longer
-  fail it as "swept" (SAQ's start-up race);
+  fail it as "swept" (SAQ's start-up race); that record is already the one SAQ's worker writes next (status,
+  start, attempt, worker), so its own `update(status=ACTIVE)` costs no second round trip;
 - sweeps run every `SWEEP_INTERVAL_S` rather than at most once a minute.
 """
 
@@ -20,7 +21,8 @@ from contextvars import ContextVar
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
 from saq import Job, Status
 from saq.queue.redis import RedisQueue
 from saq.utils import now
@@ -29,6 +31,18 @@ from infra.jobs import LANE_OF_PRIORITY, PRIORITIES, Priority
 
 QUEUE_NAME = "roi"
 SWEEP_INTERVAL_S = 5
+
+_ENQUEUE = """
+if not redis.call('ZSCORE', KEYS[1], KEYS[2]) and redis.call('EXISTS', KEYS[4]) == 0 then
+    redis.call('SET', KEYS[2], ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[2], KEYS[2])
+    if ARGV[2] == '0' then redis.call('RPUSH', KEYS[3], KEYS[2]) end
+    return 1
+else
+    return nil
+end
+"""
+"""SAQ's enqueue script (`RedisQueue._enqueue`, pinned by tests/unit/test_saq_contract.py), for `enqueue_in`."""
 
 _lane_in_use: ContextVar[tuple[PriorityRedisQueue, str] | None] = ContextVar("lane_in_use", default=None)
 """The queue and lane of the job this task is enqueuing or retrying right now."""
@@ -45,6 +59,11 @@ class PriorityRedisQueue(RedisQueue):
         # SAQ's own list is the normal lane, so anything SAQ itself re-queues lands in a valid lane.
         self.lanes = [self.namespace("queued:high"), self._normal_lane, self.namespace("queued:low")]
         self.drained = [self.lanes[LANE_OF_PRIORITY[priority]] for priority in drains]
+        self._enqueue_sha = redis.register_script(_ENQUEUE).sha
+        self.worker_id: str | None = None
+        """The id of the worker dequeuing from this queue, recorded in the jobs it activates."""
+        self._activated: set[str] = set()
+        """Jobs dequeued here whose active record is written: the worker's activation of each has nothing to add."""
 
     async def disconnect(self) -> None:
         """Close even when Redis is gone: shutting down must not depend on it."""
@@ -72,6 +91,34 @@ class PriorityRedisQueue(RedisQueue):
         finally:
             _lane_in_use.reset(token)
 
+    async def prepare(self, function: str, **kwargs: Any) -> Job:
+        """The job `enqueue(function, **kwargs)` would queue, for `enqueue_in` (SAQ's `Queue.enqueue` up to its
+        `_enqueue`)."""
+        fields = {name: value for name, value in kwargs.items() if name in Job.__dataclass_fields__}
+        arguments = {name: value for name, value in kwargs.items() if name not in Job.__dataclass_fields__}
+        job = Job(function=function, **fields, kwargs=arguments or None, queue=self)
+        job.queued = now()
+        job.status = Status.QUEUED
+        await self._before_enqueue(job)
+        return job
+
+    def enqueue_in(self, pipe: Pipeline, job: Job) -> None:
+        """Add the enqueue of `job` (from `prepare`) to `pipe`, for a caller with more to send in the same round trip
+        (on any client of this Redis); its answer, from a pipe executed with `raise_on_error=False`, goes to
+        `enqueued`."""
+        keys = (self._incomplete, job.id, self.lane(job), job.abort_id)
+        pipe.execute_command("EVALSHA", self._enqueue_sha, len(keys), *keys, self.serialize(job), job.scheduled)
+
+    async def enqueued(self, job: Job, answer: Any) -> Job | None:
+        """`job` once `enqueue_in`'s answer says it was queued, None when it was already; raises what Redis raised.
+        Once Redis has lost the script (a restart), it is loaded and the job enqueued again (it had not been)."""
+        if isinstance(answer, NoScriptError):
+            await self.redis.script_load(_ENQUEUE)
+            return await self._enqueue(job)
+        if isinstance(answer, BaseException):
+            raise answer
+        return job if answer else None
+
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109
         popped = await self.redis.blmpop(timeout, len(self.drained), *self.drained, direction="LEFT", count=1)
         if popped is None:
@@ -82,16 +129,30 @@ class PriorityRedisQueue(RedisQueue):
         if job is None:
             await self.redis.zrem(self._incomplete, job_id)
             return None
+        # The record SAQ's worker is about to write (Worker.process: start, attempt, worker, then
+        # update(status=ACTIVE)), written now with the move to the active list and the notification. With `started`
+        # unset (0) a sweep would see the job as past its timeout. The job handed back keeps its attempts: the worker
+        # counts this one.
         job.status = Status.ACTIVE
-        job.started = job.touched = now()  # with `started` unset (0) a sweep sees the job as past its timeout
+        job.started = job.touched = now()
+        job.worker_id = self.worker_id
+        job.attempts += 1
+        record = self.serialize(job)
+        job.attempts -= 1
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(job_id, self.serialize(job))
+            pipe.set(job_id, record)
             pipe.rpush(self._active, job_id)
+            pipe.publish(job_id, job.status)
             await pipe.execute()
+        self._activated.add(job.id)
         return job
 
     async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
-        """SAQ's update, with the record and its notification in one round trip when the status is known."""
+        """SAQ's update, with the record and its notification in one round trip when the status is known; nothing for
+        the worker's activation of a job `dequeue` activated already."""
+        if status == Status.ACTIVE and job.id in self._activated:
+            self._activated.discard(job.id)
+            return
         if not status:
             await super()._update(job, status, **kwargs)
             return
@@ -104,6 +165,7 @@ class PriorityRedisQueue(RedisQueue):
     async def _finish(self, job: Job, status: Status, *, result: Any = None, error: str | None = None) -> None:
         """SAQ's finish (the record out of the active list and the incomplete set, kept `ttl` seconds), with its
         notification in the same round trip."""
+        self._activated.discard(job.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lrem(self._active, 1, job.id)
             pipe.zrem(self._incomplete, job.id)
