@@ -6,7 +6,7 @@ registers its functions under the same names.
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from saq import Job, Queue
 
@@ -22,19 +22,24 @@ NOOP = "noop"
 """A job that does nothing: what the queue itself costs per job (the bench's `jobs_floor`)."""
 
 
+def workflow_run(workflow_id: str, run_id: str, priority: Priority) -> dict[str, Any]:
+    """The job of one run of a workflow, as `enqueue`'s keyword arguments; `run_id` is the job's key, so queuing the
+    same run twice queues it once."""
+    return {
+        "key": run_id,
+        "priority": LANE_OF_PRIORITY[priority],
+        "timeout": 3600,
+        "heartbeat": 15,
+        "retries": 1,
+        "ttl": 3600,
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+    }
+
+
 async def enqueue_workflow_run(queue: JobQueue, workflow_id: str, run_id: str, priority: Priority) -> Job | None:
-    """Queue one run of a workflow; `run_id` is the job's key, so queuing the same run twice queues it once."""
-    return await queue.enqueue(
-        RUN_WORKFLOW,
-        key=run_id,
-        priority=LANE_OF_PRIORITY[priority],
-        timeout=3600,
-        heartbeat=15,
-        retries=1,
-        ttl=3600,
-        workflow_id=workflow_id,
-        run_id=run_id,
-    )
+    """Queue one run of a workflow (see `workflow_run`)."""
+    return await queue.enqueue(RUN_WORKFLOW, **workflow_run(workflow_id, run_id, priority))
 
 
 def parse_job_key(upload_id: str) -> str:

@@ -10,7 +10,8 @@ lane, otherwise.
 SAQ's update and finish send their notification in the same round trip as the record. Three of SAQ's behaviours
 are changed on the way:
 - a dequeued job is marked active *before* it enters the active list, so a concurrent sweep can no longer
-  fail it as "swept" (SAQ's start-up race);
+  fail it as "swept" (SAQ's start-up race); that record is already the one SAQ's worker writes next (status,
+  start, attempt, worker), so its own `update(status=ACTIVE)` costs no second round trip;
 - a dequeue takes a job only while its record still says queued, and the reconciler puts a job back in its lane
   only while it is queued and in no lane and no active list, each in one atomic script: a job is never run twice;
 - sweeps run every `SWEEP_INTERVAL_S` rather than at most once a minute.
@@ -22,7 +23,8 @@ from contextvars import ContextVar
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError, RedisError
 from saq import Job, Status
 from saq.queue.redis import RedisQueue
 from saq.utils import now
@@ -37,9 +39,11 @@ local stored = redis.call('GET', KEYS[1])
 if not stored or cjson.decode(stored).status ~= 'queued' then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('RPUSH', KEYS[2], KEYS[1])
+redis.call('PUBLISH', KEYS[1], ARGV[2])
 return 1
 """
-"""A popped job id (KEYS[1]) becomes active (record ARGV[1], into the active list KEYS[2]) only if still queued."""
+"""A popped job id (KEYS[1]) becomes active (record ARGV[1], into the active list KEYS[2], notification ARGV[2])
+only if still queued."""
 _PUT_BACK = """
 local stored = redis.call('GET', KEYS[1])
 if not stored or cjson.decode(stored).status ~= 'queued' then return 0 end
@@ -49,6 +53,17 @@ return 1
 """
 """A job (KEYS[1]) goes back into its lane (KEYS[2]) only if still queued and in neither that lane nor the active
 list (KEYS[3])."""
+_ENQUEUE = """
+if not redis.call('ZSCORE', KEYS[1], KEYS[2]) and redis.call('EXISTS', KEYS[4]) == 0 then
+    redis.call('SET', KEYS[2], ARGV[1])
+    redis.call('ZADD', KEYS[1], ARGV[2], KEYS[2])
+    if ARGV[2] == '0' then redis.call('RPUSH', KEYS[3], KEYS[2]) end
+    return 1
+else
+    return nil
+end
+"""
+"""SAQ's enqueue script (`RedisQueue._enqueue`, pinned by tests/unit/test_saq_contract.py), for `enqueue_in`."""
 
 _lane_in_use: ContextVar[tuple[PriorityRedisQueue, str] | None] = ContextVar("lane_in_use", default=None)
 """The queue and lane of the job this task is enqueuing or retrying right now."""
@@ -67,6 +82,11 @@ class PriorityRedisQueue(RedisQueue):
         self.drained = [self.lanes[LANE_OF_PRIORITY[priority]] for priority in drains]
         self._take = redis.register_script(_TAKE)
         self._put_back = redis.register_script(_PUT_BACK)
+        self._enqueue_sha = redis.register_script(_ENQUEUE).sha
+        self.worker_id: str | None = None
+        """The id of the worker dequeuing from this queue, recorded in the jobs it activates."""
+        self._activated: set[str] = set()
+        """Jobs dequeued here whose active record is written: the worker's activation of each has nothing to add."""
 
     async def disconnect(self) -> None:
         """Close even when Redis is gone: shutting down must not depend on it."""
@@ -94,6 +114,34 @@ class PriorityRedisQueue(RedisQueue):
         finally:
             _lane_in_use.reset(token)
 
+    async def prepare(self, function: str, **kwargs: Any) -> Job:
+        """The job `enqueue(function, **kwargs)` would queue, for `enqueue_in` (SAQ's `Queue.enqueue` up to its
+        `_enqueue`)."""
+        fields = {name: value for name, value in kwargs.items() if name in Job.__dataclass_fields__}
+        arguments = {name: value for name, value in kwargs.items() if name not in Job.__dataclass_fields__}
+        job = Job(function=function, **fields, kwargs=arguments or None, queue=self)
+        job.queued = now()
+        job.status = Status.QUEUED
+        await self._before_enqueue(job)
+        return job
+
+    def enqueue_in(self, pipe: Pipeline, job: Job) -> None:
+        """Add the enqueue of `job` (from `prepare`) to `pipe`, for a caller with more to send in the same round trip
+        (on any client of this Redis); its answer, from a pipe executed with `raise_on_error=False`, goes to
+        `enqueued`."""
+        keys = (self._incomplete, job.id, self.lane(job), job.abort_id)
+        pipe.execute_command("EVALSHA", self._enqueue_sha, len(keys), *keys, self.serialize(job), job.scheduled)
+
+    async def enqueued(self, job: Job, answer: Any) -> Job | None:
+        """`job` once `enqueue_in`'s answer says it was queued, None when it was already; raises what Redis raised.
+        Once Redis has lost the script (a restart), it is loaded and the job enqueued again (it had not been)."""
+        if isinstance(answer, NoScriptError):
+            await self.redis.script_load(_ENQUEUE)
+            return await self._enqueue(job)
+        if isinstance(answer, BaseException):
+            raise answer
+        return job if answer else None
+
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:  # noqa: ASYNC109
         job_id = await self.pop(timeout)
         return None if job_id is None else await self.take(job_id)
@@ -117,10 +165,19 @@ class PriorityRedisQueue(RedisQueue):
             return None
         if job.status != Status.QUEUED:
             return None
+        # The record SAQ's worker is about to write (Worker.process: start, attempt, worker, then
+        # update(status=ACTIVE)), written now with the move to the active list and the notification. With `started`
+        # unset (0) a sweep would see the job as past its timeout. The job handed back keeps its attempts: the worker
+        # counts this one.
         job.status = Status.ACTIVE
-        job.started = job.touched = now()  # with `started` unset (0) a sweep sees the job as past its timeout
-        if not await self._take(keys=[job_id, self._active], args=[self.serialize(job)]):
+        job.started = job.touched = now()
+        job.worker_id = self.worker_id
+        job.attempts += 1
+        record = self.serialize(job)
+        job.attempts -= 1
+        if not await self._take(keys=[job_id, self._active], args=[record, job.status]):
             return None
+        self._activated.add(job.id)
         return job
 
     async def put_back(self, job: Job) -> bool:
@@ -129,7 +186,11 @@ class PriorityRedisQueue(RedisQueue):
         return bool(await self._put_back(keys=[job.id, self.lane(job), self._active]))
 
     async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
-        """SAQ's update, with the record and its notification in one round trip when the status is known."""
+        """SAQ's update, with the record and its notification in one round trip when the status is known; nothing for
+        the worker's activation of a job `dequeue` activated already."""
+        if status == Status.ACTIVE and job.id in self._activated:
+            self._activated.discard(job.id)
+            return
         if not status:
             await super()._update(job, status, **kwargs)
             return
@@ -142,6 +203,7 @@ class PriorityRedisQueue(RedisQueue):
     async def _finish(self, job: Job, status: Status, *, result: Any = None, error: str | None = None) -> None:
         """SAQ's finish (the record out of the active list and the incomplete set, kept `ttl` seconds), with its
         notification in the same round trip."""
+        self._activated.discard(job.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lrem(self._active, 1, job.id)
             pipe.zrem(self._incomplete, job.id)

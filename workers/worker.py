@@ -236,7 +236,7 @@ def create_worker(
         await services.close()
         await services.engine.dispose()
 
-    return Worker(
+    worker: Worker[Any] = Worker(
         queue,
         functions=[(RUN_WORKFLOW, run_workflow_job), (PARSE_UPLOAD, parse_upload_job), (NOOP, noop_job)],
         concurrency=concurrency or settings.worker_concurrency,
@@ -248,6 +248,8 @@ def create_worker(
         shutdown_grace_period_s=0,
         dequeue_timeout=1.0,
     )
+    queue.worker_id = worker.id
+    return worker
 
 
 async def serve_worker(settings: Settings) -> None:

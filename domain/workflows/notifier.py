@@ -7,7 +7,10 @@ drops that key, and every status change reaches the workflow's and the owner's c
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
+
+from redis.asyncio.client import Pipeline
 
 from db.models import StepStatusName, WorkflowStatusName
 from domain.cache import Cache
@@ -26,32 +29,47 @@ class WorkflowNotifier:
     async def changed(self) -> None:
         await self.keys.changed(self.workflow_id, self.owner_id)
 
-    async def announce(self, events: list[Event]) -> None:
-        """After a commit: the workflow's keys dropped, then `events` published in order, in one round trip."""
+    async def announce(self, events: list[Event], then: Callable[[Pipeline], None] | None = None) -> Any:
+        """After a commit: the workflow's keys dropped, then `events` published in order, in one round trip.
+
+        `then` adds one more command to the same round trip, sent after the events (a run's job, queued after its
+        `queued` event); its answer is returned, or the error that kept it from Redis."""
         cache, keys = self.keys.cache, self.keys.of(self.workflow_id, self.owner_id)
         if cache.redis is not self.events.redis:
             await cache.invalidate(*keys)
             await self.events.publish_many(events)
-            return
+            return None if then is None else await self._alone(then)
         invalidating = False
         try:
             async with self.events.redis.pipeline(transaction=False) as pipe:
                 invalidating = cache.invalidate_in(pipe, *keys)
                 if events:
                     self.events.publish_in(pipe, events)
+                if then is not None:
+                    then(pipe)
                 answers = await pipe.execute(raise_on_error=False)
         except REDIS_FAILURES as error:
             if invalidating:
                 cache.invalidation_failed(keys, error)
             if events:
                 self.events.dropped(events, error)
-            return
+            return error
         dropped = 2 * len(keys) if invalidating else 0
         failed = next((answer for answer in answers[:dropped] if isinstance(answer, Exception)), None)
         if failed is not None:
             cache.invalidation_failed(keys, failed)
         if events:
             await self.events.published(events, answers[dropped])
+        return answers[-1] if then is not None else None
+
+    async def _alone(self, command: Callable[[Pipeline], None]) -> Any:
+        try:
+            async with self.events.redis.pipeline(transaction=False) as pipe:
+                command(pipe)
+                [answer] = await pipe.execute(raise_on_error=False)
+        except REDIS_FAILURES as error:
+            return error
+        return answer
 
     async def workflow_status(self, status: WorkflowStatusName, **details: Any) -> None:
         await self.announce(self.workflow_status_events(status, **details))

@@ -80,7 +80,8 @@ WHERE w.id = $1 AND w.owner_id = $2"""
 QUEUE_RUN = """
 WITH queued AS (
     UPDATE roi_workflows SET status = 'queued', job_id = $3, queued_at = $4, started_at = NULL, finished_at = NULL,
-        heartbeat_at = NULL, progress = 0.0, current_step = NULL, error = NULL, updated_at = $4
+        heartbeat_at = NULL, progress = 0.0, current_step = NULL, error = NULL, updated_at = $4,
+        doc = CASE WHEN EXISTS (SELECT 1 FROM workflow_steps WHERE workflow_id = $1) THEN 'null'::json END
     WHERE id = $1 AND owner_id = $2 AND status NOT IN ('queued', 'running')
     RETURNING id, priority
 ), steps AS (
@@ -90,6 +91,8 @@ WITH queued AS (
 )
 SELECT priority FROM queued"""
 """draft or finished → queued under the run $3, its steps pending again, in one statement; its priority, or no row
-when the workflow is not the caller's or is queued or running already."""
+when the workflow is not the caller's or is queued or running already. `doc` is built once, by the steps' trigger
+(JSON null tells the workflow's own trigger to leave it to them, migration 0008); SQL NULL, for a workflow without
+steps, builds it at once."""
 
 OWNED_STATUS = "SELECT status FROM roi_workflows WHERE id = $1 AND owner_id = $2"

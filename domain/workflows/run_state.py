@@ -75,6 +75,14 @@ def commit_statement(names: tuple[str, ...], steps: bool, skip: bool, result: bo
     assert set(names) <= _RUN_COLUMNS, f"not a column a run writes: {set(names) - _RUN_COLUMNS}"
     number = itertools.count(4)
     assignments = "".join(f", {name} = ${next(number)}" for name in names)
+    if steps:
+        # The steps' trigger builds the document once they are written (migration 0008); while none of the positions
+        # exists, SQL NULL builds it here.
+        positions = len(names) + 4
+        assignments += (
+            ", doc = CASE WHEN EXISTS (SELECT 1 FROM workflow_steps WHERE workflow_id = $1 "
+            f"AND position = ANY(${positions}::integer[])) THEN 'null'::json END"
+        )
     parts = [
         f"touched AS (UPDATE roi_workflows SET updated_at = $3, heartbeat_at = $3{assignments} "
         "WHERE id = $1 AND job_id = $2 AND status = 'running' RETURNING id)"

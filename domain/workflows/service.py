@@ -27,7 +27,8 @@ from domain.workflows.schemas import (
     WorkflowCreate,
     WorkflowPatch,
 )
-from infra.jobs import JobQueue, Priority, enqueue_workflow_run
+from infra.jobs import RUN_WORKFLOW, Priority, workflow_run
+from infra.queue import PriorityRedisQueue
 from infra.redis import REDIS_FAILURES
 
 logger = logging.getLogger("roi.workflows")
@@ -153,7 +154,9 @@ class WorkflowService:
     under a row lock, which its generic CRUD does not express.
     """
 
-    def __init__(self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: JobQueue) -> None:
+    def __init__(
+        self, session: AsyncSession, reader: WorkflowReader, events: EventBus, queue: PriorityRedisQueue
+    ) -> None:
         self.session = session
         self.reader = reader
         self.events = events
@@ -171,9 +174,14 @@ class WorkflowService:
         job_id = uuid.uuid4().hex
         priority = await self._queue_run(workflow_id, owner_id, job_id)
         notifier = WorkflowNotifier(self.reader.cache, self.events, workflow_id, owner_id)
-        await notifier.workflow_status("queued", job_id=job_id)
+        job = await self.queue.prepare(RUN_WORKFLOW, **workflow_run(str(workflow_id), job_id, priority))
+        # The job goes in the same round trip as the cache's drop and the `queued` event, after them: a worker's
+        # `running` cannot overtake `queued`.
+        answer = await notifier.announce(
+            notifier.workflow_status_events("queued", job_id=job_id), then=partial(self.queue.enqueue_in, job=job)
+        )
         try:
-            await enqueue_workflow_run(self.queue, str(workflow_id), job_id, priority)
+            await self.queue.enqueued(job, answer)
         except REDIS_FAILURES:
             logger.warning("workflow %s stays queued until Redis takes its job", workflow_id, exc_info=True)
         return RunAccepted(id=workflow_id, status="queued", job_id=job_id)

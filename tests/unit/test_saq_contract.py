@@ -18,6 +18,7 @@ import saq
 from redis.asyncio import Redis
 from saq.queue.base import Queue
 from saq.queue.redis import RedisQueue
+from saq.worker import Worker
 
 from infra.queue import PriorityRedisQueue
 
@@ -65,6 +66,9 @@ PINNED: list[tuple[type, str, str, str, str]] = [
     ),
     (Queue, "retry", "_retry", "(self, job: 'Job', error: 'str | None') -> 'None'", "1a6b1490976b90e8"),
     (Queue, "serialize", "dequeue", "(self, job: 'Job') -> 'bytes | str'", "f91bc7a8912b102a"),
+    # `dequeue` writes the record the worker's activation would (start, attempt, worker id) and `_update` skips it.
+    (Worker, "process", "dequeue", "(self) -> 'bool'", "9517b7805148a806"),
+    (Queue, "update", "_update", "(self, job: 'Job', **kwargs: 't.Any') -> 'None'", "a5eddd4e4191f066"),
 ]
 
 
