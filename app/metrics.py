@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.events.stats import LiveStats
 from domain.services import provide_services
-from infra.closing import cancel_and_wait
+from infra.closing import cancel_and_wait, raise_if_cancelled
 from infra.queue import PriorityRedisQueue
 from infra.redis import REDIS_FAILURES
 
@@ -165,6 +165,7 @@ async def pool_metrics(app: Litestar) -> AsyncIterator[None]:
             await asyncio.sleep(POOL_SAMPLE_INTERVAL_S)
             sample_pools(services.engine, services.asyncpg_pool)
             await sample_queue_depth(services.queue)
+            raise_if_cancelled()
 
     sample_pools(services.engine, services.asyncpg_pool)  # the series exist from the first scrape on
     await sample_queue_depth(services.queue)

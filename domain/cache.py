@@ -29,6 +29,7 @@ from typing import cast
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from infra.closing import raise_if_cancelled
 from infra.redis import REDIS_FAILURES
 from infra.redis_batch import PipelinedGet
 
@@ -239,6 +240,8 @@ class Cache:
                 await self._invalidate(pending)
             except REDIS_FAILURES:
                 continue
+            finally:
+                raise_if_cancelled()
             self._undelivered -= pending
 
     async def close(self) -> None:

@@ -24,6 +24,7 @@ from domain.workflows.counts import fold_workflow_counts
 from domain.workflows.notifier import WorkflowNotifier
 from domain.workflows.run_state import RunStore, fail_lost_runs, stale_queued_runs
 from domain.workflows.runner import run_workflow
+from infra.closing import raise_if_cancelled
 from infra.jobs import (
     NOOP,
     PARSE_UPLOAD,
@@ -115,6 +116,7 @@ class Reconciler:
                 await self.reconcile()
             except Exception:
                 logger.exception("reconciliation failed")
+            raise_if_cancelled()
             await asyncio.sleep(self.settings.worker_reconcile_interval_s)
 
     async def reconcile(self) -> None:

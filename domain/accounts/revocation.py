@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 import asyncpg
 
 from domain.accounts.schemas import CurrentUser
-from infra.closing import cancel_and_wait
+from infra.closing import cancel_and_wait, raise_if_cancelled
 
 logger = logging.getLogger("roi.accounts")
 
@@ -143,6 +143,7 @@ class RevocationFeed:
                 logger.debug("revocations not refreshed: %s", error)
             except Exception:
                 logger.exception("revocations not refreshed")
+            raise_if_cancelled()
 
     async def refresh(self) -> None:
         if self._looked_at is None:

@@ -9,7 +9,7 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.closing import cancel_and_wait
+from infra.closing import cancel_and_wait, raise_if_cancelled
 
 logger = logging.getLogger("roi.counts")
 
@@ -63,3 +63,4 @@ class CountFolder:
                 logger.debug("counts not folded: %s", error)
             except Exception:
                 logger.exception("counts not folded")
+            raise_if_cancelled()

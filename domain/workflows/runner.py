@@ -26,6 +26,7 @@ from domain.events.bus import Event, EventBus
 from domain.uploads.processing import upload_cash_flows
 from domain.workflows.notifier import WorkflowNotifier
 from domain.workflows.run_state import ClaimedRun, RunNotCurrent, RunStore, StepChange
+from infra.closing import raise_if_cancelled
 
 logger = logging.getLogger("roi.runner")
 
@@ -148,7 +149,8 @@ class RunJournal:
 
 
 class ProgressWriter:
-    """Persists a step's progress at most every PROGRESS_INTERVAL_S; raises RunNotCurrent once cancelled."""
+    """Persists a step's progress at most every PROGRESS_INTERVAL_S; raises RunNotCurrent once the run is cancelled in
+    PostgreSQL, CancelledError once its task was (an abort), even if an await since lost that cancellation."""
 
     def __init__(self, journal: RunJournal, position: int, kind: str, steps: int) -> None:
         self.journal = journal
@@ -158,6 +160,7 @@ class ProgressWriter:
         self.last_write = time.monotonic()
 
     async def __call__(self, step_progress: float) -> None:
+        raise_if_cancelled()
         if time.monotonic() - self.last_write < PROGRESS_INTERVAL_S:
             return
         workflow_progress = (self.position + step_progress) / self.steps
@@ -165,6 +168,9 @@ class ProgressWriter:
         event = self.journal.notifier.progress_event(self.kind, step_progress, workflow_progress)
         self.journal.record([event], progress=workflow_progress)
         await self.journal.flush()
+        # The flush's Redis round trip can swallow a cancellation (an operator's abort): the run must stop here
+        # anyway, not run on and end `succeeded` after the abort was accepted.
+        raise_if_cancelled()
         self.last_write = time.monotonic()
 
 
@@ -233,6 +239,7 @@ async def _execute(journal: RunJournal, run: ClaimedRun) -> str:
         finished_at=_now(),
         current_step=None,
     )
+    raise_if_cancelled()
     await journal.flush(result=state.result)
     return "succeeded"
 
