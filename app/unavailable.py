@@ -17,15 +17,12 @@ from litestar import Request, Response
 from litestar.background_tasks import BackgroundTask
 from sqlalchemy import exc as sa
 
-from db.pools import BROKEN_CONNECTION_ERRORS, is_broken_connection
+from db.pools import BROKEN_CONNECTION_ERRORS, SERVER_GONE_ERRORS, is_broken_connection
 
 RETRY_AFTER_S = 2
 
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
+    *SERVER_GONE_ERRORS,
     asyncpg.exceptions.TooManyConnectionsError,
     *BROKEN_CONNECTION_ERRORS,
     ConnectionError,

@@ -47,13 +47,14 @@ def is_broken_connection(error: BaseException | None) -> bool:
     )
 
 
-LOST_CONNECTION_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
+SERVER_GONE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
 )
+"""What PostgreSQL itself answers when it is unreachable, shutting down or restarting."""
+LOST_CONNECTION_ERRORS: tuple[type[Exception], ...] = (OSError, *SERVER_GONE_ERRORS)
 """What a statement raises when its connection, not the statement, failed (cut, or the server shutting down or
 restarting): the same statement on another connection may succeed."""
 
