@@ -148,6 +148,9 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
+TRUNCATE_ATTEMPTS = 3
+
+
 @pytest.fixture(autouse=True)
 async def _isolated(db: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]:
     """Each test starts from an empty set of users and workflows (the seeded agents stay), and its Redis keys go."""
@@ -155,7 +158,15 @@ async def _isolated(db: asyncpg.Pool, settings: Settings) -> AsyncIterator[None]
     async with db.acquire() as connection:
         # A lock held by something the test leaked fails this test loudly instead of hanging the run.
         await connection.execute("SET lock_timeout = '20s'")
-        await connection.execute("TRUNCATE users, roi_workflows, workflow_steps CASCADE")
+        for attempt in range(TRUNCATE_ATTEMPTS):
+            try:
+                await connection.execute("TRUNCATE users, roi_workflows, workflow_steps CASCADE")
+                break
+            except asyncpg.DeadlockDetectedError:
+                # The app's count folder, still running, locks the count tables and then users, the other way
+                # round from TRUNCATE ... CASCADE: PostgreSQL ends one of the two, and the cleanup goes again.
+                if attempt == TRUNCATE_ATTEMPTS - 1:
+                    raise
         await connection.execute("RESET lock_timeout")
     client = Redis.from_url(settings.redis_url or "")
     namespace = settings.redis_namespace
