@@ -1,5 +1,6 @@
 """What handlers receive by name: the process's services (opened once by the `services` lifespan), and a
-`WorkflowService` per request on the request's session. Each provider is a plain function, resolved inline."""
+`WorkflowService` per request on the request's session (opened only for the handlers that take it: creating and
+closing an ORM session costs a request ~0.2 ms). Each provider is a plain function, resolved inline."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from domain.accounts.throttle import LoginThrottle
 from domain.agents.service import AgentReader
 from domain.services import provide_services
 from domain.uploads.service import UploadService
+from domain.workflows.runs import RunQueue
 from domain.workflows.service import WorkflowReader, WorkflowService
 
 
@@ -25,6 +27,10 @@ def provide_workflow_reader(state: State) -> WorkflowReader:
 def provide_workflow_service(db_session: AsyncSession, state: State) -> WorkflowService:
     services = provide_services(state)
     return WorkflowService(db_session, services.workflows, services.events, services.queue)
+
+
+def provide_run_queue(state: State) -> RunQueue:
+    return provide_services(state).runs
 
 
 def provide_upload_service(state: State) -> UploadService:
@@ -50,6 +56,7 @@ def provide_revocations(state: State) -> RevocationFeed:
 SERVICE_DEPENDENCIES: dict[str, Any] = {
     "workflow_reader": Provide(provide_workflow_reader, sync_to_thread=False),
     "workflows": Provide(provide_workflow_service, sync_to_thread=False),
+    "runs": Provide(provide_run_queue, sync_to_thread=False),
     "uploads": Provide(provide_upload_service, sync_to_thread=False),
     "agents": Provide(provide_agent_reader, sync_to_thread=False),
     "login_throttle": Provide(provide_login_throttle, sync_to_thread=False),

@@ -27,6 +27,7 @@ from domain.uploads.s3_storage import S3Storage, open_bucket
 from domain.uploads.service import UploadService
 from domain.uploads.storage import UploadStorage, local_storage
 from domain.workflows.counts import CountFolder
+from domain.workflows.runs import RunQueue
 from domain.workflows.service import WorkflowReader
 from infra.closing import close_within
 from infra.queue import PriorityRedisQueue, create_queue
@@ -93,6 +94,7 @@ class ApiServices(Services):
     batched_reads: PipelinedGet = field(kw_only=True)
     cursors: CursorSigner = field(kw_only=True)
     workflows: WorkflowReader = field(kw_only=True)
+    runs: RunQueue = field(kw_only=True)
     agents: AgentReader = field(kw_only=True)
     uploads: UploadService = field(kw_only=True)
     login_throttle: LoginThrottle = field(kw_only=True)
@@ -155,6 +157,7 @@ class ApiServices(Services):
             batched_reads=batched_reads,
             cursors=cursors,
             workflows=WorkflowReader(asyncpg_pool, cache, cursors),
+            runs=RunQueue(asyncpg_pool, cache, events, queue),
             agents=AgentReader(asyncpg_pool, cache),
             uploads=uploads,
             login_throttle=throttle,

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_
 from db.models import WorkflowStatusName
 from domain.accounts.security import BEARER_REQUIREMENT, Caller
 from domain.http import json_bytes, strict_body
+from domain.workflows.runs import RunQueue
 from domain.workflows.schemas import (
     RunAccepted,
     WorkflowCashFlows,
@@ -113,8 +114,8 @@ class WorkflowController(Controller):
         summary="Queue a run of the workflow",
         responses=errors(400, 401, 404, 409),
     )
-    async def run_workflow(self, workflow_id: uuid.UUID, request: Caller, workflows: WorkflowService) -> RunAccepted:
-        return await workflows.run_workflow(workflow_id, request.user.id)
+    async def run_workflow(self, workflow_id: uuid.UUID, request: Caller, runs: RunQueue) -> RunAccepted:
+        return await runs.run_workflow(workflow_id, request.user.id)
 
     @post(
         "/{workflow_id:str}/cancel",

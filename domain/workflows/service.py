@@ -27,7 +27,6 @@ from domain.workflows.schemas import (
     WorkflowCreate,
     WorkflowPatch,
 )
-from infra.jobs import RUN_WORKFLOW, Priority, workflow_run
 from infra.queue import PriorityRedisQueue
 from infra.redis import REDIS_FAILURES
 
@@ -164,44 +163,6 @@ class WorkflowService:
 
     def _notifier(self, workflow: Workflow) -> WorkflowNotifier:
         return WorkflowNotifier(self.reader.cache, self.events, workflow.id, workflow.owner_id)
-
-    async def run_workflow(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> RunAccepted:
-        """draft or finished → queued, under a new run id; the job is queued after the commit.
-
-        If Redis cannot take the job now, the workflow stays `queued` in PostgreSQL and the workers'
-        reconciler queues it once Redis answers: a run asked for is never lost.
-        """
-        job_id = uuid.uuid4().hex
-        priority = await self._queue_run(workflow_id, owner_id, job_id)
-        notifier = WorkflowNotifier(self.reader.cache, self.events, workflow_id, owner_id)
-        job = await self.queue.prepare(RUN_WORKFLOW, **workflow_run(str(workflow_id), job_id, priority))
-        # The job goes in the same round trip as the cache's drop and the `queued` event, after them: a worker's
-        # `running` cannot overtake `queued`.
-        answer = await notifier.announce(
-            notifier.workflow_status_events("queued", job_id=job_id), then=partial(self.queue.enqueue_in, job=job)
-        )
-        try:
-            await self.queue.enqueued(job, answer)
-        except REDIS_FAILURES:
-            logger.warning("workflow %s stays queued until Redis takes its job", workflow_id, exc_info=True)
-        return RunAccepted(id=workflow_id, status="queued", job_id=job_id)
-
-    async def _queue_run(self, workflow_id: uuid.UUID, owner_id: uuid.UUID, job_id: str) -> Priority:
-        """One statement on the raw pool: a burst of runs is as many requests, and the ORM's load, flush and
-        transaction were most of each one's CPU. Its priority; NotFound or ConflictError when it cannot be queued."""
-        pool = self.reader.asyncpg_pool
-        while True:
-            priority: Priority | None = await pool.fetchval(
-                queries.QUEUE_RUN, workflow_id, owner_id, job_id, datetime.datetime.now(datetime.UTC)
-            )
-            if priority is not None:
-                return priority
-            status: str | None = await pool.fetchval(queries.OWNED_STATUS, workflow_id, owner_id)
-            if status is None:
-                raise NotFound("no workflow with this id")
-            if status in ACTIVE_STATUSES:
-                raise ConflictError(f"the workflow is already {status}")
-            # It ended between the two statements: queue it now.
 
     async def cancel_workflow(self, workflow_id: uuid.UUID, owner_id: uuid.UUID) -> RunAccepted:
         """queued or running → cancelled, at once in PostgreSQL; a running job sees it at its next write."""
