@@ -3,6 +3,9 @@
 Every write names the run (`job_id`) and requires the workflow to be `running` under it, in one transaction
 that locks the workflow row. A cancel, a delete or a newer run takes that lock too, so once it commits,
 nothing of the older run can be written any more: no progress after a cancel, no result after a delete.
+
+The run's first write claims it: it requires the workflow still `queued` under the run, and moves it on (to
+`running`, or straight to how it ended when the run was over by then). Until then the run has only read.
 """
 
 from __future__ import annotations
@@ -38,13 +41,12 @@ class StepChange:
     error: str | None = None
 
 
-_CLAIM = """
-UPDATE roi_workflows SET status = 'running', started_at = $3, heartbeat_at = $3, updated_at = $3, progress = 0.0
-WHERE id = $1 AND job_id = $2 AND status = 'queued'
-RETURNING owner_id, parameters::text AS parameters, cash_flows, upload_id,
+_INPUTS = """
+SELECT owner_id, parameters::text AS parameters, cash_flows, upload_id,
     (SELECT array_agg(kind ORDER BY position) FROM workflow_steps WHERE workflow_id = roi_workflows.id) AS kinds
+FROM roi_workflows WHERE id = $1 AND job_id = $2 AND status = 'queued'
 """
-_RUN_COLUMNS = frozenset({"status", "progress", "current_step", "finished_at", "error"})
+_RUN_COLUMNS = frozenset({"status", "progress", "current_step", "started_at", "finished_at", "error"})
 """The workflow's columns a run's `commit` may set (the statement names them, so only these)."""
 _STEP_CHANGES = """
 UPDATE workflow_steps s
@@ -67,8 +69,11 @@ SET job_id = EXCLUDED.job_id, finished_at = EXCLUDED.finished_at, metrics = EXCL
 
 
 @functools.cache
-def commit_statement(names: tuple[str, ...], steps: bool, skip: bool, result: bool) -> str:
-    """One statement for a `RunStore.commit`: the workflow's touch first, every other write only if it matched.
+def commit_statement(
+    names: tuple[str, ...], steps: bool, skip: bool, result: bool, current: tuple[WorkflowStatusName, ...]
+) -> str:
+    """One statement for a `RunStore.commit`: the workflow's touch first (while its status is one of `current`),
+    every other write only if it matched.
 
     Parameters: $1 workflow, $2 run, $3 now, then the values of `names`, then, each when asked for, the steps' six
     arrays, the position after which steps are skipped, the result's finish time, metrics and simulation."""
@@ -83,9 +88,10 @@ def commit_statement(names: tuple[str, ...], steps: bool, skip: bool, result: bo
             ", doc = CASE WHEN EXISTS (SELECT 1 FROM workflow_steps WHERE workflow_id = $1 "
             f"AND position = ANY(${positions}::integer[])) THEN 'null'::json END"
         )
+    statuses = ", ".join(f"'{status}'" for status in current)
     parts = [
         f"touched AS (UPDATE roi_workflows SET updated_at = $3, heartbeat_at = $3{assignments} "
-        "WHERE id = $1 AND job_id = $2 AND status = 'running' RETURNING id)"
+        f"WHERE id = $1 AND job_id = $2 AND status IN ({statuses}) RETURNING id)"
     ]
     for wanted, name, sql, count in (
         (steps, "steps", _STEP_CHANGES, 6),
@@ -98,7 +104,7 @@ def commit_statement(names: tuple[str, ...], steps: bool, skip: bool, result: bo
 
 
 @dataclass(frozen=True)
-class ClaimedRun:
+class RunInputs:
     owner_id: uuid.UUID
     parameters: dict[str, Any]
     cash_flows: list[float] | None
@@ -121,15 +127,14 @@ class RunStore:
     def _current(self, *statuses: WorkflowStatusName) -> Any:
         return (Workflow.id == self.workflow_id) & (Workflow.job_id == self.job_id) & Workflow.status.in_(statuses)
 
-    async def claim(self) -> ClaimedRun:
-        """queued → running, reading what the run needs in the same statement. Raises RunNotCurrent when the run was
-        cancelled before it started."""
-        async with self.pool.acquire() as connection:
-            row = await connection.fetchrow(_CLAIM, self.workflow_id, self.job_id, _now())
+    async def inputs(self) -> RunInputs:
+        """What the run needs, read while it is still queued; its first `commit` claims it. Raises RunNotCurrent when
+        the run was cancelled, deleted or replaced before it started."""
+        row = await self.pool.fetchrow(_INPUTS, self.workflow_id, self.job_id)
         if row is None:
             raise RunNotCurrent
         parameters = msgspec.json.decode(row["parameters"])
-        return ClaimedRun(row["owner_id"], parameters, row["cash_flows"], row["upload_id"], list(row["kinds"] or []))
+        return RunInputs(row["owner_id"], parameters, row["cash_flows"], row["upload_id"], list(row["kinds"] or []))
 
     async def commit(
         self,
@@ -138,10 +143,12 @@ class RunStore:
         *,
         skip_after: int | None = None,
         result: dict[str, Any] | None = None,
+        current: tuple[WorkflowStatusName, ...] = ("running",),
     ) -> None:
         """Several changes of the run in one transaction: the workflow's `workflow` values, the steps' `steps` (one
         statement for all), later steps `skipped` after `skip_after`, the result. Raises RunNotCurrent (writing
-        nothing) once the run is no longer current.
+        nothing) once the run is no longer current: its workflow's status not one of `current` under this run
+        (`queued` for the write that claims it).
 
         One statement on the asyncpg pool, not the ORM: this is every run's hot path, and the engine's checkout alone
         (its pre-ping) is three round trips; a transaction of several statements, six."""
@@ -167,7 +174,7 @@ class RunStore:
                 msgspec.json.encode(result["metrics"]).decode(),
                 None if simulation is None else msgspec.json.encode(simulation).decode(),
             ]
-        statement = commit_statement(names, bool(steps), skip_after is not None, result is not None)
+        statement = commit_statement(names, bool(steps), skip_after is not None, result is not None, current)
         if not await self.pool.fetchval(statement, *arguments):
             raise RunNotCurrent
 

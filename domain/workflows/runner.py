@@ -2,6 +2,10 @@
 
 The state of record is PostgreSQL (see `run_state.RunStore`); after each committed change the runner drops the
 workflow's cache keys and publishes the matching event, the same way the API's writes do.
+
+A run reads its inputs and starts; `queued → running` is its first write, made with its first changes (FOLD_S at
+the latest). A run over sooner (most are) thus writes once and publishes once, `running` and its end together; a
+longer one is `running` in PostgreSQL, and for its subscribers, within FOLD_S of its start.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.models import WorkflowStatusName
 from db.pools import is_lost_connection
 from domain.agents.steps import STEP_EXECUTORS, RunState, StepFailed
 from domain.cache import Cache
 from domain.events.bus import Event, EventBus
 from domain.uploads.processing import upload_cash_flows
 from domain.workflows.notifier import WorkflowNotifier
-from domain.workflows.run_state import ClaimedRun, RunNotCurrent, RunStore, StepChange
+from domain.workflows.run_state import RunInputs, RunNotCurrent, RunStore, StepChange
 from infra.closing import raise_if_cancelled
 
 logger = logging.getLogger("roi.runner")
@@ -55,9 +60,10 @@ class RunJournal:
     """The run's changes on their way to PostgreSQL and the subscribers, folded into as few writes as is honest.
 
     Changes collect here; `flush` writes them in one conditional transaction (nothing once the run is no longer
-    current) and then publishes their events in one round trip. A change is flushed at the latest FOLD_S after it was
-    made (a timer), at once for progress (already paced) and for the run's end. A write that lost its connection is
-    tried once more before its error reaches the run (a timed flush's error is raised by the run's next write).
+    current; the first one claims the run, still queued) and then publishes their events in one round trip. A change
+    is flushed at the latest FOLD_S after it was made (a timer), at once for progress (already paced) and for the
+    run's end. A write that lost its connection is tried once more before its error reaches the run (a timed flush's
+    error is raised by the run's next write).
     """
 
     def __init__(self, store: RunStore, notifier: WorkflowNotifier) -> None:
@@ -68,6 +74,8 @@ class RunJournal:
         """What the run knows of each step it reached; `changed` are those not yet written."""
         self.changed: set[int] = set()
         self.events: list[Event] = []
+        self.claimed = False
+        """Whether a write moved the run on from `queued` (its first write does)."""
         self._lock = asyncio.Lock()
         self._timer: asyncio.TimerHandle | None = None
         self._timed: asyncio.Task[None] | None = None
@@ -119,8 +127,9 @@ class RunJournal:
         skip_after: int | None,
         result: dict[str, Any] | None,
     ) -> None:
+        current: tuple[WorkflowStatusName, ...] = ("running",) if self.claimed else ("queued",)
         try:
-            await self.store.commit(workflow, steps, skip_after=skip_after, result=result)
+            await self.store.commit(workflow, steps, skip_after=skip_after, result=result, current=current)
         except Exception as error:
             if not is_lost_connection(error):
                 raise
@@ -130,13 +139,16 @@ class RunJournal:
             # The pool's other connections may have been cut too (a restart): replaced as they are next drawn.
             await self.store.pool.expire_connections()
             await asyncio.sleep(RETRY_WRITE_AFTER_S)
+            # A claim whose first attempt committed left the run `running` under this run: the same write holds.
+            again: tuple[WorkflowStatusName, ...] = ("running",) if self.claimed else ("queued", "running")
             try:
-                await self.store.commit(workflow, steps, skip_after=skip_after, result=result)
+                await self.store.commit(workflow, steps, skip_after=skip_after, result=result, current=again)
             except RunNotCurrent:
                 # The first attempt may have committed before its answer was lost (the run's end, say): whichever
                 # state the run is in now, its cache keys must not keep showing the earlier one.
                 await self.notifier.changed()
                 raise
+        self.claimed = True
 
     async def close(self) -> None:
         """Stop the timer and wait for a flush it started: the run's connection is back before anyone else writes."""
@@ -180,13 +192,14 @@ async def run_workflow(
     """Execute the run `job_id` of a workflow; returns how it ended. Never raises for the run's own failures."""
     store = RunStore(resources.engine, resources.run_pool, workflow_id, job_id)
     try:
-        run = await store.claim()
+        run = await store.inputs()
     except RunNotCurrent:
         return "not current"
     notifier = WorkflowNotifier(resources.cache, resources.events, workflow_id, run.owner_id)
     journal = RunJournal(store, notifier)
-    # The claim committed `running`: the cached status is dropped and subscribers told now, not a fold later.
-    await notifier.workflow_status("running", progress=0.0)
+    journal.record(
+        notifier.workflow_status_events("running", progress=0.0), status="running", started_at=_now(), progress=0.0
+    )
     beating = asyncio.create_task(_beat(store, touch_job))
     try:
         return await _execute(journal, run)
@@ -197,7 +210,7 @@ async def run_workflow(
         await journal.close()
 
 
-async def _execute(journal: RunJournal, run: ClaimedRun) -> str:
+async def _execute(journal: RunJournal, run: RunInputs) -> str:
     store, notifier = journal.store, journal.notifier
     parameters = run.parameters
     state = RunState(

@@ -290,7 +290,8 @@ async def test_a_job_that_keeps_failing_before_its_claim_fails_its_run_with_the_
     )
     await db.execute(
         f"CREATE TRIGGER {name} BEFORE UPDATE ON roi_workflows FOR EACH ROW"
-        f" WHEN (OLD.id = '{workflow['id']}' AND NEW.status = 'running') EXECUTE FUNCTION {name}()"
+        f" WHEN (OLD.id = '{workflow['id']}' AND OLD.status = 'queued' AND NEW.status IN ('running', 'succeeded'))"
+        f" EXECUTE FUNCTION {name}()"
     )
     try:
         await start_run(client, alice, workflow["id"])

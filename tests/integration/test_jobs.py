@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import asyncpg
@@ -23,6 +24,8 @@ from tests.integration.support import Account
 from tests.integration.test_workflows import create
 
 FLOWS = [-1000.0, 300.0, 400.0, 500.0]
+LONG_SIMULATION = {"discount_rate": 0.08, "simulations": 200_000, "volatility": 0.2, "seed": 1}
+"""Some tenths of a second: longer than a run's first fold."""
 
 
 async def detail(client: AsyncTestClient, account: Account, workflow_id: str) -> dict[str, Any]:
@@ -60,6 +63,39 @@ async def test_a_run_executes_every_step_and_stores_the_result(
     assert metrics["roi"] == pytest.approx(0.2)
     assert result["simulation"] is None
     assert result["workflow_id"] == workflow["id"]
+
+
+async def test_a_run_over_at_once_moves_its_workflow_once_and_a_long_one_is_running_meanwhile(
+    client: AsyncTestClient, alice: Account, settings: Settings, db: asyncpg.Pool
+) -> None:
+    """A run over within its first fold writes its workflow once, queued straight to succeeded: no `running` row
+    that a reader could catch half-way. A long run is `running` in PostgreSQL while it works."""
+    quick = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
+    long = await create(client, alice, cash_flows=FLOWS, parameters=LONG_SIMULATION)
+    table = f"moves_{uuid.uuid4().hex[:8]}"
+    await db.execute(f"CREATE TABLE {table} (n serial, workflow_id uuid, status text)")
+    await db.execute(
+        f"CREATE FUNCTION {table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        f" INSERT INTO {table} (workflow_id, status) VALUES (NEW.id, NEW.status); RETURN NULL; END $$"
+    )
+    await db.execute(
+        f"CREATE TRIGGER {table} AFTER UPDATE ON roi_workflows FOR EACH ROW"
+        f" WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION {table}()"
+    )
+    try:
+        async with running_worker(worker_config(settings)):
+            for workflow in (quick, long):
+                await start_run(client, alice, workflow["id"])
+                assert (await wait_for_status(client, alice, workflow["id"]))["status"] == "succeeded"
+        moves = await db.fetch(f"SELECT workflow_id::text, status FROM {table} ORDER BY n")
+    finally:
+        await db.execute(f"DROP TRIGGER {table} ON roi_workflows")
+        await db.execute(f"DROP FUNCTION {table}()")
+        await db.execute(f"DROP TABLE {table}")
+    assert [move["status"] for move in moves if move["workflow_id"] == quick["id"]] == ["queued", "succeeded"]
+    assert [move["status"] for move in moves if move["workflow_id"] == long["id"]] == ["queued", "running", "succeeded"]
+    done = await detail(client, alice, quick["id"])
+    assert done["queued_at"] <= done["started_at"] <= done["finished_at"]
 
 
 async def test_a_seeded_simulation_is_reproducible_and_a_rerun_replaces_the_result(
