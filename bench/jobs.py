@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -36,6 +37,7 @@ from saq import Job, Status
 from saq.job import TERMINAL_STATUSES
 
 from bench.accounts import sign_up
+from bench.connection import Connection, UploadFailed
 from bench.report import JobsDetail, Round, RunSettings, ScenarioResult, percentile, pooled_result
 from bench.scenarios import JOB_ROWS
 from bench.service import BenchFailed, expect
@@ -43,7 +45,7 @@ from bench.workers import WORKER_CONCURRENCY, WorkerProcesses, forget_queue
 from db.pools import asyncpg_dsn
 from infra.jobs import LANE_OF_PRIORITY, NOOP, PRIORITIES
 from infra.queue import PriorityRedisQueue, create_queue
-from testkit.granian import cpu_seconds
+from testkit.granian import Server, cpu_seconds
 
 IDLE, BEHIND_LOW, AFTER_FREE_SLOT, THROUGHPUT, FLOOR_ROW, BURST = JOB_ROWS
 TRIVIAL = {"cash_flows": [-1000.0, 300.0, 400.0, 500.0], "parameters": {"discount_rate": 0.08}}
@@ -59,6 +61,8 @@ BATCH_POLL_S = 0.05
 JOB_DEADLINE_S = 120.0
 
 T = TypeVar("T")
+QueueRuns = Callable[[list[str]], Awaitable[list[str]]]
+"""Queues the runs of these workflows through the API; their job ids."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ class _Accepted(msgspec.Struct):
 
 
 async def measure_jobs(
-    base_url: str,
+    deployed: Server,
     database_url: str,
     redis_url: str,
     environment: dict[str, str],
@@ -157,9 +161,11 @@ async def measure_jobs(
     rounds: dict[str, list[Phase]] = {name: [] for name in JOB_ROWS}
     low_depths: list[int] = []
     burst_depths: list[list[float]] = []
+    base_url = deployed.base_url
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as api:
             token, _ = await sign_up(base_url, "jobs")
+            queue_runs = partial(_queue_runs, deployed, token)
             api.headers["Authorization"] = f"Bearer {token}"
             workflows = await _create_workflows(api, plan)
             with tempfile.TemporaryDirectory(prefix="roi-bench-workers-") as work_dir:
@@ -170,10 +176,12 @@ async def measure_jobs(
                         api, queue, workers, workflows, plan, database_url
                     )
                     low_depths += depths
-                    throughput = await _throughput_phase(api, queue, workers, servers, workflows.throughput)
+                    throughput = await _throughput_phase(queue_runs, queue, workers, servers, workflows.throughput)
                     noop = await _floor_phase(queue, workers, servers, len(workflows.throughput))
                     idle_lows = await _not_active(database_url, workflows.lows)
-                    burst, burst_depths = await _burst_phase(api, queue, workers, servers, idle_lows[:BURST_RUNS])
+                    burst, burst_depths = await _burst_phase(
+                        queue_runs, queue, workers, servers, idle_lows[:BURST_RUNS]
+                    )
                     phases = (idle, behind, after_free_slot, throughput, noop, burst)
                     for name, phase in zip(JOB_ROWS, phases, strict=True):
                         rounds[name].append(phase)
@@ -265,7 +273,7 @@ async def _floor_phase(queue: PriorityRedisQueue, workers: WorkerProcesses, serv
 
 
 async def _burst_phase(
-    api: httpx.AsyncClient,
+    queue_runs: QueueRuns,
     queue: PriorityRedisQueue,
     workers: WorkerProcesses,
     servers: ServerCpu,
@@ -287,8 +295,7 @@ async def _burst_phase(
 
         sampler = asyncio.create_task(sample_depths())
         try:
-            job_ids = await _concurrently(workflow_ids, lambda workflow_id: _run(api, workflow_id))
-            jobs = await _wait_all(queue, job_ids)
+            jobs = await _wait_all(queue, await queue_runs(workflow_ids))
         finally:
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
@@ -377,7 +384,7 @@ def _after_free_slot(highs: list[Job], lows: list[Job]) -> Phase:
 
 
 async def _throughput_phase(
-    api: httpx.AsyncClient,
+    queue_runs: QueueRuns,
     queue: PriorityRedisQueue,
     workers: WorkerProcesses,
     servers: ServerCpu,
@@ -387,8 +394,7 @@ async def _throughput_phase(
         await workers.ready(THROUGHPUT_WORKERS)
         await servers.start()
         cpu_before, client_before = workers.cpu_s(), time.process_time()
-        job_ids = await _concurrently(workflow_ids, lambda workflow_id: _run(api, workflow_id))
-        jobs = await _wait_all(queue, job_ids)
+        jobs = await _wait_all(queue, await queue_runs(workflow_ids))
         worker_cpu_s, client_cpu_s = workers.cpu_s() - cpu_before, time.process_time() - client_before
         phase = _drained(jobs, worker_cpu_s, client_cpu_s, succeeded=_succeeded)
         await servers.stop(phase)
@@ -489,6 +495,29 @@ async def _create_workflows(api: httpx.AsyncClient, plan: Plan) -> Workflows:
 async def _run(api: httpx.AsyncClient, workflow_id: str) -> str:
     answer = await api.post(f"/api/workflows/{workflow_id}/run")
     return msgspec.json.decode(expect(answer, 202, "jobs"), type=_Accepted).job_id
+
+
+async def _queue_runs(server: Server, token: str, workflow_ids: list[str]) -> list[str]:
+    """Each workflow's run queued through the API, CONCURRENT_REQUESTS at a time; their job ids, in order."""
+    headers = {"Authorization": f"Bearer {token}"}
+    job_ids: dict[str, str] = {}
+    waiting = iter(workflow_ids)
+
+    async def one_connection() -> None:
+        connection = Connection(server)
+        try:
+            for workflow_id in waiting:
+                answer = await connection.request("POST", f"/api/workflows/{workflow_id}/run", headers)
+                if answer.status != 202:
+                    raise BenchFailed(f"jobs: a run was refused: {answer.status} {answer.body[:300]!r}")
+                job_ids[workflow_id] = msgspec.json.decode(answer.body, type=_Accepted).job_id
+        except UploadFailed as error:
+            raise BenchFailed(f"jobs: {error}") from error
+        finally:
+            connection.close()
+
+    await asyncio.gather(*(one_connection() for _ in range(CONCURRENT_REQUESTS)))
+    return [job_ids[workflow_id] for workflow_id in workflow_ids]
 
 
 async def _cancel(api: httpx.AsyncClient, workflow_id: str) -> None:

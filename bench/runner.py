@@ -116,7 +116,7 @@ def run_bench(
             from bench.jobs import measure_jobs
 
             job_results, job_notes, jobs = uvloop.run(
-                measure_jobs(deployed.base_url, database_url, redis_url, environment, settings, quick, floor)
+                measure_jobs(deployed, database_url, redis_url, environment, settings, quick, floor)
             )
             results += job_results
             notes += job_notes
