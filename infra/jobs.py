@@ -22,9 +22,12 @@ NOOP = "noop"
 """A job that does nothing: what the queue itself costs per job (the bench's `jobs_floor`)."""
 
 
-def workflow_run(workflow_id: str, run_id: str, priority: Priority) -> dict[str, Any]:
+def workflow_run(
+    workflow_id: str, run_id: str, priority: Priority, inputs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The job of one run of a workflow, as `enqueue`'s keyword arguments; `run_id` is the job's key, so queuing the
-    same run twice queues it once."""
+    same run twice queues it once. `inputs`: what the run would read of its workflow, when the job carries it."""
+    carried = {} if inputs is None else {"inputs": inputs}
     return {
         "key": run_id,
         "priority": LANE_OF_PRIORITY[priority],
@@ -34,6 +37,7 @@ def workflow_run(workflow_id: str, run_id: str, priority: Priority) -> dict[str,
         "ttl": 3600,
         "workflow_id": workflow_id,
         "run_id": run_id,
+        **carried,
     }
 
 

@@ -22,7 +22,7 @@ from domain.services import Services
 from domain.uploads.processing import expire_uploads, parse_upload, stale_parses
 from domain.workflows.counts import fold_workflow_counts
 from domain.workflows.notifier import WorkflowNotifier
-from domain.workflows.run_state import RunStore, fail_lost_runs, stale_queued_runs
+from domain.workflows.run_state import RunInputs, RunStore, fail_lost_runs, stale_queued_runs
 from domain.workflows.runner import run_workflow
 from infra.closing import raise_if_cancelled
 from infra.jobs import (
@@ -48,13 +48,18 @@ MAX_REQUEUES = 3
 ABORTED_IN_QUEUE = "aborted from the queue UI"
 
 
-async def run_workflow_job(ctx: dict[str, Any], *, workflow_id: str, run_id: str) -> str:
+async def run_workflow_job(
+    ctx: dict[str, Any], *, workflow_id: str, run_id: str, inputs: dict[str, Any] | None = None
+) -> str:
+    """`inputs`: what the run would read of its workflow, carried by the job (not by one the reconciler queued again,
+    nor by one of a long series)."""
     job = ctx["job"]
     resources: Services = ctx["services"]
     started = time.time()
     JOB_START_LATENCY.labels(PRIORITIES[job.priority]).observe(max(0.0, started - job.queued / 1000))
     try:
-        outcome = await run_workflow(resources, uuid.UUID(workflow_id), run_id, touch_job=job.update)
+        carried = None if inputs is None else RunInputs.from_job_argument(inputs)
+        outcome = await run_workflow(resources, uuid.UUID(workflow_id), run_id, touch_job=job.update, inputs=carried)
     except asyncio.CancelledError:
         store = RunStore(resources.engine, resources.run_pool, uuid.UUID(workflow_id), run_id)
         if await _aborted(job):

@@ -83,16 +83,21 @@ WITH queued AS (
         heartbeat_at = NULL, progress = 0.0, current_step = NULL, error = NULL, updated_at = $4,
         doc = CASE WHEN EXISTS (SELECT 1 FROM workflow_steps WHERE workflow_id = $1) THEN 'null'::json END
     WHERE id = $1 AND owner_id = $2 AND status NOT IN ('queued', 'running')
-    RETURNING id, priority
+    RETURNING id, priority, parameters, cash_flows, upload_id
 ), steps AS (
     UPDATE workflow_steps SET status = 'pending', progress = 0.0, started_at = NULL, finished_at = NULL, error = NULL,
         updated_at = $4
     WHERE workflow_id = (SELECT id FROM queued)
+    RETURNING position, kind
 )
-SELECT priority FROM queued"""
-"""draft or finished → queued under the run $3, its steps pending again, in one statement; its priority, or no row
-when the workflow is not the caller's or is queued or running already. `doc` is built once, by the steps' trigger
-(JSON null tells the workflow's own trigger to leave it to them, migration 0008); SQL NULL, for a workflow without
-steps, builds it at once."""
+SELECT priority, upload_id IS NOT NULL OR cardinality(cash_flows) <= $5 AS carried, parameters::text AS parameters,
+    CASE WHEN cardinality(cash_flows) <= $5 THEN cash_flows END AS cash_flows, upload_id,
+    (SELECT array_agg(kind ORDER BY position) FROM steps) AS kinds
+FROM queued"""
+"""draft or finished → queued under the run $3, its steps pending again, in one statement. Its priority and, unless
+it has more than $5 cash flows (`carried`), what its run reads, for the job to carry; no row when the workflow is not
+the caller's or is queued or running already. `doc` is built once, by the steps' trigger (JSON null tells the
+workflow's own trigger to leave it to them, migration 0008); SQL NULL, for a workflow without steps, builds it at
+once."""
 
 OWNED_STATUS = "SELECT status FROM roi_workflows WHERE id = $1 AND owner_id = $2"

@@ -105,11 +105,35 @@ def commit_statement(
 
 @dataclass(frozen=True)
 class RunInputs:
+    """What a run reads of its workflow. None of it changes once the workflow exists (a PATCH changes only its name,
+    description and priority), so a run's job may carry it, read when the run was queued."""
+
     owner_id: uuid.UUID
     parameters: dict[str, Any]
     cash_flows: list[float] | None
     upload_id: uuid.UUID | None
     steps: list[str]
+
+    def as_job_argument(self) -> dict[str, Any]:
+        """As a job's keyword argument: JSON, and exact (Python's JSON writes every float to its last digit)."""
+        return {
+            "owner_id": str(self.owner_id),
+            "parameters": self.parameters,
+            "cash_flows": self.cash_flows,
+            "upload_id": None if self.upload_id is None else str(self.upload_id),
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def from_job_argument(cls, carried: dict[str, Any]) -> RunInputs:
+        upload_id = carried["upload_id"]
+        return cls(
+            owner_id=uuid.UUID(carried["owner_id"]),
+            parameters=carried["parameters"],
+            cash_flows=carried["cash_flows"],
+            upload_id=None if upload_id is None else uuid.UUID(upload_id),
+            steps=list(carried["steps"]),
+        )
 
 
 def _now() -> datetime.datetime:

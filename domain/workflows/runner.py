@@ -187,12 +187,18 @@ class ProgressWriter:
 
 
 async def run_workflow(
-    resources: RunResources, workflow_id: uuid.UUID, job_id: str, touch_job: Callable[[], Awaitable[Any]]
+    resources: RunResources,
+    workflow_id: uuid.UUID,
+    job_id: str,
+    touch_job: Callable[[], Awaitable[Any]],
+    inputs: RunInputs | None = None,
 ) -> str:
-    """Execute the run `job_id` of a workflow; returns how it ended. Never raises for the run's own failures."""
+    """Execute the run `job_id` of a workflow, on `inputs` when its job carried them; returns how it ended. Never raises
+    for the run's own failures."""
     store = RunStore(resources.engine, resources.run_pool, workflow_id, job_id)
     try:
-        run = await store.inputs()
+        # Carried inputs are read without checking that the run is still queued: its first write checks that.
+        run = inputs or await store.inputs()
     except RunNotCurrent:
         return "not current"
     notifier = WorkflowNotifier(resources.cache, resources.events, workflow_id, run.owner_id)

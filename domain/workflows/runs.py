@@ -1,7 +1,8 @@
 """Queueing a run: the busiest write of all (a department pressing Run at 9:00), so it takes no ORM session.
 
-One statement on the raw pool moves the workflow to `queued`; one Redis round trip drops its cache keys, publishes
-`queued` and enqueues the job. One instance per process: nothing here belongs to a request.
+One statement on the raw pool moves the workflow to `queued` and reads what the run will need; one Redis round trip
+drops its cache keys, publishes `queued` and enqueues the job, which carries those inputs unless the series is long
+(the worker then reads them). One instance per process: nothing here belongs to a request.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import uuid
 from functools import partial
 
 import asyncpg
+import msgspec
 
 from domain.cache import Cache
 from domain.errors import ConflictError, NotFound
 from domain.events.bus import EventBus
 from domain.workflows import queries
 from domain.workflows.notifier import WorkflowNotifier
+from domain.workflows.run_state import RunInputs
 from domain.workflows.schemas import RunAccepted
 from domain.workflows.service import ACTIVE_STATUSES
 from infra.jobs import RUN_WORKFLOW, Priority, workflow_run
@@ -25,6 +28,10 @@ from infra.queue import PriorityRedisQueue
 from infra.redis import REDIS_FAILURES
 
 logger = logging.getLogger("roi.workflows")
+
+JOB_CARRIES_FLOWS = 100
+"""Up to this many typed-in cash flows travel with the run's job (~2 kB): SAQ writes a job's record three times a run,
+so a longer series is read by the worker instead."""
 
 
 class RunQueue:
@@ -41,9 +48,10 @@ class RunQueue:
         reconciler queues it once Redis answers: a run asked for is never lost.
         """
         job_id = uuid.uuid4().hex
-        priority = await self._queue_run(workflow_id, owner_id, job_id)
+        priority, inputs = await self._queue_run(workflow_id, owner_id, job_id)
         notifier = WorkflowNotifier(self.cache, self.events, workflow_id, owner_id)
-        job = await self.queue.prepare(RUN_WORKFLOW, **workflow_run(str(workflow_id), job_id, priority))
+        carried = None if inputs is None else inputs.as_job_argument()
+        job = await self.queue.prepare(RUN_WORKFLOW, **workflow_run(str(workflow_id), job_id, priority, carried))
         # The job goes in the same round trip as the cache's drop and the `queued` event, after them: a worker's
         # `running` cannot overtake `queued`.
         answer = await notifier.announce(
@@ -55,14 +63,21 @@ class RunQueue:
             logger.warning("workflow %s stays queued until Redis takes its job", workflow_id, exc_info=True)
         return RunAccepted(id=workflow_id, status="queued", job_id=job_id)
 
-    async def _queue_run(self, workflow_id: uuid.UUID, owner_id: uuid.UUID, job_id: str) -> Priority:
-        """Its priority; NotFound or ConflictError when it cannot be queued."""
+    async def _queue_run(
+        self, workflow_id: uuid.UUID, owner_id: uuid.UUID, job_id: str
+    ) -> tuple[Priority, RunInputs | None]:
+        """Its priority and, for its job to carry, its run's inputs; NotFound or ConflictError when it cannot be
+        queued."""
         while True:
-            priority: Priority | None = await self.asyncpg_pool.fetchval(
-                queries.QUEUE_RUN, workflow_id, owner_id, job_id, datetime.datetime.now(datetime.UTC)
+            row = await self.asyncpg_pool.fetchrow(
+                queries.QUEUE_RUN, workflow_id, owner_id, job_id, datetime.datetime.now(datetime.UTC), JOB_CARRIES_FLOWS
             )
-            if priority is not None:
-                return priority
+            if row is not None:
+                if not row["carried"]:
+                    return row["priority"], None
+                parameters = msgspec.json.decode(row["parameters"])
+                steps = list(row["kinds"] or [])
+                return row["priority"], RunInputs(owner_id, parameters, row["cash_flows"], row["upload_id"], steps)
             status: str | None = await self.asyncpg_pool.fetchval(queries.OWNED_STATUS, workflow_id, owner_id)
             if status is None:
                 raise NotFound("no workflow with this id")

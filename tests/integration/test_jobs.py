@@ -11,6 +11,8 @@ import numpy_financial as npf
 import pytest
 from litestar.testing import AsyncTestClient
 
+from domain.workflows.runs import JOB_CARRIES_FLOWS
+from infra.queue import PriorityRedisQueue
 from infra.settings import Settings
 from tests.integration.jobs_support import (
     running_worker,
@@ -96,6 +98,32 @@ async def test_a_run_over_at_once_moves_its_workflow_once_and_a_long_one_is_runn
     assert [move["status"] for move in moves if move["workflow_id"] == long["id"]] == ["queued", "running", "succeeded"]
     done = await detail(client, alice, quick["id"])
     assert done["queued_at"] <= done["started_at"] <= done["finished_at"]
+
+
+async def test_a_short_series_travels_with_its_job_exactly_and_a_long_one_is_read_by_the_worker(
+    client: AsyncTestClient, alice: Account, settings: Settings, app_queue: PriorityRedisQueue
+) -> None:
+    """Both runs give the metrics of their own flows, to the last digit: the job's copy of the short series is the
+    series, and the long one, left out of its job, is read from PostgreSQL."""
+    short_flows = [-1000.0, 333.3333333333333, 0.30000000000000004, 700.0000000000001]
+    long_flows = [-5000.0, *[0.1 * (n + 1) + 1 / 3 for n in range(JOB_CARRIES_FLOWS)]]
+    short = await create(client, alice, cash_flows=short_flows, parameters={"discount_rate": 0.07})
+    long = await create(client, alice, cash_flows=long_flows, parameters={"discount_rate": 0.07})
+    short_job, long_job = [
+        await app_queue.job((await start_run(client, alice, workflow["id"]))["job_id"]) for workflow in (short, long)
+    ]
+    assert short_job is not None
+    assert long_job is not None
+    carried = (short_job.kwargs or {})["inputs"]
+    assert carried["cash_flows"] == short_flows
+    assert (carried["owner_id"], carried["steps"]) == (alice.id, ["ingest", "validate", "analyze", "report"])
+    assert "inputs" not in (long_job.kwargs or {})
+    async with running_worker(worker_config(settings)):
+        for workflow, flows in ((short, short_flows), (long, long_flows)):
+            assert (await wait_for_status(client, alice, workflow["id"]))["status"] == "succeeded"
+            result = (await client.get(f"/api/workflows/{workflow['id']}/result", headers=alice.headers)).json()
+            assert result["metrics"]["npv"] == pytest.approx(npf.npv(0.07, flows), rel=1e-12)
+            assert result["metrics"]["periods"] == len(flows)
 
 
 async def test_a_seeded_simulation_is_reproducible_and_a_rerun_replaces_the_result(
