@@ -26,8 +26,9 @@ from tests.integration.support import Account
 from tests.integration.test_workflows import create
 
 FLOWS = [-1000.0, 300.0, 400.0, 500.0]
-LONG_SIMULATION = {"discount_rate": 0.08, "simulations": 200_000, "volatility": 0.2, "seed": 1}
-"""Some tenths of a second: longer than a run's first fold."""
+LONG_SIMULATION = {"discount_rate": 0.08, "simulations": 1_000_000, "volatility": 0.2, "seed": 1}
+LONG_SERIES = [-1000.0, *[120.0] * 40]
+"""With LONG_SIMULATION, a second or so: many times a run's first fold."""
 
 
 async def detail(client: AsyncTestClient, account: Account, workflow_id: str) -> dict[str, Any]:
@@ -73,7 +74,7 @@ async def test_a_run_over_at_once_moves_its_workflow_once_and_a_long_one_is_runn
     """A run over within its first fold writes its workflow once, queued straight to succeeded: no `running` row
     that a reader could catch half-way. A long run is `running` in PostgreSQL while it works."""
     quick = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
-    long = await create(client, alice, cash_flows=FLOWS, parameters=LONG_SIMULATION)
+    long = await create(client, alice, cash_flows=LONG_SERIES, parameters=LONG_SIMULATION)
     table = f"moves_{uuid.uuid4().hex[:8]}"
     await db.execute(f"CREATE TABLE {table} (n serial, workflow_id uuid, status text)")
     await db.execute(
