@@ -46,6 +46,8 @@ SELECT owner_id, parameters::text AS parameters, cash_flows, upload_id,
     (SELECT array_agg(kind ORDER BY position) FROM workflow_steps WHERE workflow_id = roi_workflows.id) AS kinds
 FROM roi_workflows WHERE id = $1 AND job_id = $2 AND status = 'queued'
 """
+_ENDED_AS = """
+SELECT true FROM roi_workflows WHERE id = $1 AND job_id = $2 AND status = $3 AND finished_at = $4"""
 _RUN_COLUMNS = frozenset({"status", "progress", "current_step", "started_at", "finished_at", "error"})
 """The workflow's columns a run's `commit` may set (the statement names them, so only these)."""
 _STEP_CHANGES = """
@@ -201,6 +203,12 @@ class RunStore:
         statement = commit_statement(names, bool(steps), skip_after is not None, result is not None, current)
         if not await self.pool.fetchval(statement, *arguments):
             raise RunNotCurrent
+
+    async def ended_as(self, status: WorkflowStatusName, finished_at: datetime.datetime) -> bool:
+        """Whether this run ended `status` at `finished_at` (to the microsecond): whether a write of its end
+        committed."""
+        ended = await self.pool.fetchval(_ENDED_AS, self.workflow_id, self.job_id, status, finished_at)
+        return bool(ended)
 
     async def heartbeat(self) -> None:
         async with self.engine.begin() as conn:

@@ -144,8 +144,12 @@ class RunJournal:
             try:
                 await self.store.commit(workflow, steps, skip_after=skip_after, result=result, current=again)
             except RunNotCurrent:
-                # The first attempt may have committed before its answer was lost (the run's end, say): whichever
-                # state the run is in now, its cache keys must not keep showing the earlier one.
+                if "finished_at" in workflow and await self.store.ended_as(workflow["status"], workflow["finished_at"]):
+                    # The first attempt committed the run's end before its answer was lost: it is written, so its
+                    # events go out as any write's do (subscribers would otherwise wait for an end they never see).
+                    self.claimed = True
+                    return
+                # Some other state (a cancel meanwhile): whichever it is, the cache must not keep showing the earlier.
                 await self.notifier.changed()
                 raise
         self.claimed = True

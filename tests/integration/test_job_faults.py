@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import signal
 import time
 import uuid
@@ -10,12 +11,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 from saq import Status
 
 from db.pools import create_engine
+from domain.cache import Cache
+from domain.events.bus import EventBus, EventKeys, workflow_channel
 from domain.services import Services
+from domain.workflows.notifier import WorkflowNotifier
+from domain.workflows.run_state import RunStore
+from domain.workflows.runner import RunJournal
 from infra.jobs import enqueue_workflow_run
 from infra.queue import PriorityRedisQueue
 from infra.settings import Settings
@@ -346,6 +354,46 @@ async def test_a_run_write_whose_connection_is_cut_is_tried_again_and_the_run_su
     done = await detail(client, alice, workflow["id"])
     assert [step["status"] for step in done["steps"]] == ["succeeded"] * 5
     assert (await client.get(f"/api/workflows/{workflow['id']}/result", headers=alice.headers)).status_code == 200
+
+
+class AnswerLostOnce(RunStore):
+    """The run's store, whose first write commits and then loses its answer, as a connection cut right after the
+    commit would."""
+
+    lost = False
+
+    async def commit(self, *args: Any, **kwargs: Any) -> None:
+        await super().commit(*args, **kwargs)
+        if not self.lost:
+            self.lost = True
+            raise ConnectionResetError("the connection was cut after the commit")
+
+
+async def test_a_run_whose_end_committed_but_whose_answer_was_lost_still_tells_its_subscribers(
+    client: AsyncTestClient[Litestar], alice: Account, settings: Settings, db: asyncpg.Pool, redis: Redis
+) -> None:
+    """The end is written; the retry finds the run no longer current (its own first attempt ended it). Its events
+    must go out all the same, or a subscriber waits for an end it never sees until it reloads."""
+    workflow = await create(client, alice, cash_flows=FLOWS, parameters={"discount_rate": 0.08})
+    accepted = await start_run(client, alice, workflow["id"])
+    workflow_id, namespace = uuid.UUID(workflow["id"]), settings.redis_namespace
+    engine = create_engine(settings, "roi-test")
+    try:
+        store = AnswerLostOnce(engine, db, workflow_id, accepted["job_id"])
+        owner_id = uuid.UUID(alice.id)
+        notifier = WorkflowNotifier(Cache(redis, namespace), EventBus(redis, namespace), workflow_id, owner_id)
+        journal = RunJournal(store, notifier)
+        now = datetime.datetime.now(datetime.UTC)
+        ended = notifier.workflow_status_events("succeeded", progress=1.0)
+        journal.record(ended, status="succeeded", progress=1.0, started_at=now, finished_at=now)
+        await journal.flush()
+    finally:
+        await engine.dispose()
+    assert store.lost
+    history = await redis.xrange(EventKeys(namespace).history(workflow_channel(workflow_id)))
+    frames = [msgspec.json.decode(fields[b"frame"]) for _, fields in history]
+    assert [frame["data"]["status"] for frame in frames] == ["queued", "succeeded"]
+    assert (await status_of(client, alice, workflow["id"]))["status"] == "succeeded"
 
 
 @contextlib.asynccontextmanager
