@@ -116,26 +116,19 @@ class RunInputs:
     upload_id: uuid.UUID | None
     steps: list[str]
 
+    @classmethod
+    def read(cls, owner_id: uuid.UUID, row: asyncpg.Record) -> RunInputs:
+        """From a row of `parameters` (as JSON text), `cash_flows`, `upload_id` and the steps' `kinds`."""
+        parameters = msgspec.json.decode(row["parameters"])
+        return cls(owner_id, parameters, row["cash_flows"], row["upload_id"], list(row["kinds"] or []))
+
     def as_job_argument(self) -> dict[str, Any]:
         """As a job's keyword argument: JSON, and exact (Python's JSON writes every float to its last digit)."""
-        return {
-            "owner_id": str(self.owner_id),
-            "parameters": self.parameters,
-            "cash_flows": self.cash_flows,
-            "upload_id": None if self.upload_id is None else str(self.upload_id),
-            "steps": self.steps,
-        }
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
 
     @classmethod
     def from_job_argument(cls, carried: dict[str, Any]) -> RunInputs:
-        upload_id = carried["upload_id"]
-        return cls(
-            owner_id=uuid.UUID(carried["owner_id"]),
-            parameters=carried["parameters"],
-            cash_flows=carried["cash_flows"],
-            upload_id=None if upload_id is None else uuid.UUID(upload_id),
-            steps=list(carried["steps"]),
-        )
+        return msgspec.convert(carried, cls)
 
 
 def _now() -> datetime.datetime:
@@ -159,8 +152,7 @@ class RunStore:
         row = await self.pool.fetchrow(_INPUTS, self.workflow_id, self.job_id)
         if row is None:
             raise RunNotCurrent
-        parameters = msgspec.json.decode(row["parameters"])
-        return RunInputs(row["owner_id"], parameters, row["cash_flows"], row["upload_id"], list(row["kinds"] or []))
+        return RunInputs.read(row["owner_id"], row)
 
     async def commit(
         self,

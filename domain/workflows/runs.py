@@ -13,7 +13,6 @@ import uuid
 from functools import partial
 
 import asyncpg
-import msgspec
 
 from domain.cache import Cache
 from domain.errors import ConflictError, NotFound
@@ -73,11 +72,7 @@ class RunQueue:
                 queries.QUEUE_RUN, workflow_id, owner_id, job_id, datetime.datetime.now(datetime.UTC), JOB_CARRIES_FLOWS
             )
             if row is not None:
-                if not row["carried"]:
-                    return row["priority"], None
-                parameters = msgspec.json.decode(row["parameters"])
-                steps = list(row["kinds"] or [])
-                return row["priority"], RunInputs(owner_id, parameters, row["cash_flows"], row["upload_id"], steps)
+                return row["priority"], RunInputs.read(owner_id, row) if row["carried"] else None
             status: str | None = await self.asyncpg_pool.fetchval(queries.OWNED_STATUS, workflow_id, owner_id)
             if status is None:
                 raise NotFound("no workflow with this id")
