@@ -103,8 +103,16 @@ function startLive() {
     onStateChange: showConnection,
     onUnauthorized: () => endSession(SESSION_ENDED),
   });
+  // A screen that read before the channel's first subscription may have missed what changed in between; later
+  // subscriptions resume with `since`, so only the first one asks screens to read again.
+  let caughtUp = false;
   app.live.subscribe(`user:${app.user.id}`, {
     onEvent: (frame) => app.events.dispatchEvent(new CustomEvent(frame.event, { detail: frame })),
+    onSubscribed: () => {
+      if (caughtUp) return;
+      caughtUp = true;
+      app.events.dispatchEvent(new CustomEvent("resync"));
+    },
     onResync: () => app.events.dispatchEvent(new CustomEvent("resync")),
   });
   app.live.connect();

@@ -26,6 +26,7 @@ export function workflowScreen(app, workflowId) {
   let resultShownFor; // `finished_at` of the run whose result is shown; undefined until the first look
   let buffered = []; // events that arrived while the workflow was being read over HTTP
   let reading = null;
+  let readAgain = false;
   let chartsHandle = null;
 
   const title = h("h1", { id: "workflow-title", tabindex: "-1" }, "Workflow");
@@ -248,9 +249,15 @@ export function workflowScreen(app, workflowId) {
     else applyEvent(frame);
   }
 
-  /** Read the workflow over HTTP; events that arrive meanwhile are applied after it if they are newer. */
+  /**
+   * Read the workflow over HTTP; events that arrive meanwhile are applied after it if they are newer. Asked while a
+   * read is under way, it reads once more after that one: the earlier read may predate what the caller knows of.
+   */
   async function load() {
-    if (reading) return reading;
+    if (reading) {
+      readAgain = true;
+      return reading;
+    }
     reading = (async () => {
       try {
         const fresh = await app.api.workflow(workflowId);
@@ -275,6 +282,10 @@ export function workflowScreen(app, workflowId) {
         showError(errorBox, error);
       } finally {
         reading = null;
+        if (readAgain) {
+          readAgain = false;
+          load();
+        }
       }
     })();
     return reading;
@@ -312,8 +323,12 @@ export function workflowScreen(app, workflowId) {
     dialog.showModal();
   });
 
+  // The first read below races the subscription: a run that ends after that read but before the server has
+  // subscribed this page is in neither. Reading again once subscribed closes that gap (and shows the workflow when
+  // the first read failed because the server was away).
   const stopWatching = app.live.subscribe(`workflow:${workflowId}`, {
     onEvent,
+    onSubscribed: () => load(),
     onResync: () => load(),
     onError: (frame) => showError(errorBox, { detail: frame.detail ?? "This workflow cannot be followed live." }),
   });

@@ -11,6 +11,7 @@ export function workflowsScreen(app) {
   let nextCursor = null;
   let total = 0;
   let loading = null;
+  let readAgain = false;
   let refetchTimer = null;
 
   const filter = h(
@@ -116,8 +117,15 @@ export function workflowsScreen(app) {
     more.hidden = !nextCursor;
   }
 
+  /**
+   * Asked for the first page while a read is under way, it reads that page again after it: the earlier read may
+   * predate what the caller knows of (a resync).
+   */
   async function load({ reset }) {
-    if (loading) return loading;
+    if (loading) {
+      if (reset) readAgain = true;
+      return loading;
+    }
     loading = (async () => {
       try {
         clearError(errorBox);
@@ -141,6 +149,10 @@ export function workflowsScreen(app) {
         showError(errorBox, error);
       } finally {
         loading = null;
+        if (readAgain) {
+          readAgain = false;
+          load({ reset: true });
+        }
       }
     })();
     return loading;
