@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import struct
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from domain.errors import InvalidInput
@@ -72,43 +72,37 @@ def check_page_request(offset: int, cursor: str | None) -> None:
 
 
 class PageRow(Protocol):
-    """The one row of a page statement: `total`, `items` (the page's JSON array, NULL when empty), `rows` (the
-    items read, one more than the page holds when another page follows) and `last_created_at`, `last_id` (the
-    position of the page's last item when another page follows)."""
+    """A row of a page statement: `total`, then `item` (an item's JSON, NULL in the one row of an empty page),
+    `created_at` and `id` (its position)."""
 
     def __getitem__(self, key: str) -> Any: ...
 
 
 def page_statement(total: str, items: str) -> str:
-    """One statement for a page, answering one row: `total` a single-row count read, `items` the rows' query,
-    newest first, ending in `LIMIT $2 OFFSET $3` over the columns `item, created_at, id`, where $2 is the page's
-    size plus one, to tell whether another page follows.
+    """One statement for a page: `total` a single-row count read, `items` the rows' query, newest first, ending in
+    `LIMIT $2 OFFSET $3` over the columns `item, created_at, id`, where $2 is the page's size plus one, to tell
+    whether another page follows. It answers a row per item, each with the total, newest first (the lateral join
+    keeps the order the LIMIT hands them over), or one row without an item when the page is empty.
 
-    Why one row: PostgreSQL joins the items into one JSON array and picks the position for the cursor, so the
-    service decodes one row, not 51, and passes the array through (a 50-item page cost ~270 µs of Python CPU more
-    than a 5-item one when each item was a row). The aggregates take the rows in the order the LIMIT hands them
-    over, newest first, and so does the numbering that leaves the extra row out of the array (an `ORDER BY` inside
-    them would sort them again). `json_agg` writes the array as it reads the items: collecting them into an array,
-    slicing it and converting that with `array_to_json` copied 70 kB twice more, ~100 µs of PostgreSQL CPU a page."""
+    Why rows, not one JSON array joined by `json_agg`: PostgreSQL builds a 70 kB aggregate in freshly allocated
+    memory that the kernel must fault in and zero on every call. Measured on a 50-item page of workflows, the array
+    cost ~200 µs more PostgreSQL CPU than the same items as rows, which cost ~60 µs more of Python to join."""
     return f"""
-SELECT t.total, p.items, p.rows, p.last_created_at, p.last_id
-FROM ({total}) t CROSS JOIN LATERAL (
-    SELECT json_agg(i.item) FILTER (WHERE i.n < $2) AS items, count(*) AS rows,
-        (array_agg(i.created_at))[$2 - 1] AS last_created_at, (array_agg(i.id))[$2 - 1] AS last_id
-    FROM (SELECT i.*, row_number() OVER () AS n FROM ({items}) i) i
-) p"""
+SELECT t.total, i.item, i.created_at, i.id
+FROM ({total}) t LEFT JOIN LATERAL ({items}) i ON true"""
 
 
-def render_page(row: PageRow, limit: int, offset: int, next_cursor: Callable[[Position], str]) -> bytes:
-    """The page's JSON around the items' array as PostgreSQL joined it: `{"items", "total", "limit", "offset",
+def render_page(rows: Sequence[PageRow], limit: int, offset: int, next_cursor: Callable[[Position], str]) -> bytes:
+    """The page's JSON around its items as PostgreSQL wrote them: `{"items", "total", "limit", "offset",
     "next_cursor"}`, where `next_cursor` continues after the last item when another page follows."""
     cursor = b"null"
-    if row["rows"] > limit:
-        cursor = b'"%s"' % next_cursor(Position(row["last_created_at"], row["last_id"])).encode()
-    items: bytes = row["items"] or b"[]"
-    return b'{"items":%s,"total":%d,"limit":%d,"offset":%d,"next_cursor":%s}' % (
-        items,
-        row["total"],
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        cursor = b'"%s"' % next_cursor(Position(last["created_at"], last["id"])).encode()
+    items = [row["item"] for row in rows[:limit] if row["item"] is not None]
+    return b'{"items":[%s],"total":%d,"limit":%d,"offset":%d,"next_cursor":%s}' % (
+        b",".join(items),
+        rows[0]["total"],
         limit,
         offset,
         cursor,

@@ -280,12 +280,12 @@ class UploadService:
         """A page newest first, from `offset` or after `cursor` (a `next_cursor` of this owner's list)."""
         check_page_request(offset, cursor)
         if cursor is None:
-            row = await self.repository.pool.fetchrow(queries.UPLOAD_PAGE, owner_id, limit + 1, offset)
+            rows = await self.repository.pool.fetch(queries.UPLOAD_PAGE, owner_id, limit + 1, offset)
         else:
             after = self.cursors.decode(owner_id, UPLOAD_LIST, cursor)
-            row = await self.repository.pool.fetchrow(queries.UPLOAD_PAGE_AFTER, owner_id, limit + 1, 0, *after)
-        assert row is not None, "a page statement answers one row, past the end too"
-        return render_page(row, limit, offset, partial(self.cursors.encode, owner_id, UPLOAD_LIST))
+            rows = await self.repository.pool.fetch(queries.UPLOAD_PAGE_AFTER, owner_id, limit + 1, 0, *after)
+        assert rows, "a page statement answers a row past the end too"
+        return render_page(rows, limit, offset, partial(self.cursors.encode, owner_id, UPLOAD_LIST))
 
     async def content(self, upload_id: uuid.UUID, owner_id: uuid.UUID) -> StoredContent:
         """A complete upload's bytes as stored, for the owner to check: 409 while bytes are still missing."""

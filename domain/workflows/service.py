@@ -125,21 +125,21 @@ class WorkflowReader:
         offset: int,
         after: Position | None,
     ) -> bytes:
-        fetch = self.asyncpg_pool.fetchrow
+        fetch = self.asyncpg_pool.fetch
         one_more = limit + 1
         if after is None and status is None:
             statement = queries.WORKFLOW_PAGE_AT_OFFSET if offset else queries.WORKFLOW_PAGE
-            row = await fetch(statement, owner_id, one_more, offset)
+            rows = await fetch(statement, owner_id, one_more, offset)
         elif after is None:
             statement = queries.WORKFLOW_PAGE_WITH_STATUS_AT_OFFSET if offset else queries.WORKFLOW_PAGE_WITH_STATUS
-            row = await fetch(statement, owner_id, one_more, offset, status)
+            rows = await fetch(statement, owner_id, one_more, offset, status)
         elif status is None:
-            row = await fetch(queries.WORKFLOW_PAGE_AFTER, owner_id, one_more, 0, *after)
+            rows = await fetch(queries.WORKFLOW_PAGE_AFTER, owner_id, one_more, 0, *after)
         else:
-            row = await fetch(queries.WORKFLOW_PAGE_WITH_STATUS_AFTER, owner_id, one_more, 0, status, *after)
-        assert row is not None, "a page statement answers one row, past the end too"
+            rows = await fetch(queries.WORKFLOW_PAGE_WITH_STATUS_AFTER, owner_id, one_more, 0, status, *after)
+        assert rows, "a page statement answers a row past the end too"
         scope = _list_scope(status)
-        return render_page(row, limit, offset, partial(self.cursors.encode, owner_id, scope))
+        return render_page(rows, limit, offset, partial(self.cursors.encode, owner_id, scope))
 
 
 def _list_scope(status: str | None) -> str:
