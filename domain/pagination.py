@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
+from db.pools import compact_json
 from domain.errors import InvalidInput
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -86,22 +87,25 @@ def page_statement(total: str, items: str) -> str:
 
     Why rows, not one JSON array joined by `json_agg`: PostgreSQL builds a 70 kB aggregate in freshly allocated
     memory that the kernel must fault in and zero on every call. Measured on a 50-item page of workflows, the array
-    cost ~200 µs more PostgreSQL CPU than the same items as rows, which cost ~60 µs more of Python to join."""
+    cost ~200 µs more PostgreSQL CPU than the same items as rows. Each item comes as its UTF-8 bytes (`bytea`), not
+    as `json`: asyncpg hands bytes over in C, where a `json` value calls the pool's Python decoder once per row
+    (~130 µs a page)."""
     return f"""
-SELECT t.total, i.item, i.created_at, i.id
+SELECT t.total, convert_to(i.item::text, 'UTF8') AS item, i.created_at, i.id
 FROM ({total}) t LEFT JOIN LATERAL ({items}) i ON true"""
 
 
 def render_page(rows: Sequence[PageRow], limit: int, offset: int, next_cursor: Callable[[Position], str]) -> bytes:
-    """The page's JSON around its items as PostgreSQL wrote them: `{"items", "total", "limit", "offset",
-    "next_cursor"}`, where `next_cursor` continues after the last item when another page follows."""
+    """The page's JSON around its items as PostgreSQL wrote them (compacted when written with its spacing):
+    `{"items", "total", "limit", "offset", "next_cursor"}`, where `next_cursor` continues after the last item when
+    another page follows."""
     cursor = b"null"
     if len(rows) > limit:
         last = rows[limit - 1]
         cursor = b'"%s"' % next_cursor(Position(last["created_at"], last["id"])).encode()
-    items = [row["item"] for row in rows[:limit] if row["item"] is not None]
-    return b'{"items":[%s],"total":%d,"limit":%d,"offset":%d,"next_cursor":%s}' % (
-        b",".join(items),
+    items = compact_json(b"[%s]" % b",".join([row["item"] for row in rows[:limit] if row["item"] is not None]))
+    return b'{"items":%s,"total":%d,"limit":%d,"offset":%d,"next_cursor":%s}' % (
+        items,
         rows[0]["total"],
         limit,
         offset,

@@ -72,3 +72,7 @@ async def test_a_document_stored_before_compaction_reaches_clients_compact(
     assert response.status_code == 200
     assert response.content == compact(response.content)
     assert response.json() == {"id": created["id"], "name": AWKWARD_NAME, "steps": []}
+    page = await client.get("/api/workflows", headers=alice.headers)
+    assert page.status_code == 200
+    assert page.content == compact(page.content), "a page holding such a document is compact too"
+    assert page.json()["items"] == [{"id": created["id"], "name": AWKWARD_NAME, "steps": []}]
