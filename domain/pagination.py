@@ -73,8 +73,8 @@ def check_page_request(offset: int, cursor: str | None) -> None:
 
 
 class PageRow(Protocol):
-    """A row of a page statement: `total`, then `item` (an item's JSON, NULL in the one row of an empty page),
-    `created_at` and `id` (its position)."""
+    """A row of a page statement: `total`, then `item` (an item's JSON as UTF-8 bytes, NULL in the one row of an
+    empty page), `created_at` and `id` (the position of the page's last item, NULL in every other row)."""
 
     def __getitem__(self, key: str) -> Any: ...
 
@@ -83,7 +83,9 @@ def page_statement(total: str, items: str) -> str:
     """One statement for a page: `total` a single-row count read, `items` the rows' query, newest first, ending in
     `LIMIT $2 OFFSET $3` over the columns `item, created_at, id`, where $2 is the page's size plus one, to tell
     whether another page follows. It answers a row per item, each with the total, newest first (the lateral join
-    keeps the order the LIMIT hands them over), or one row without an item when the page is empty.
+    and the numbering keep the order the LIMIT hands them over), or one row without an item when the page is empty.
+    Only the page's last item (row $2 - 1) carries its position, for the cursor: decoding 50 timestamps and ids that
+    are thrown away cost the worker more than numbering the rows costs PostgreSQL.
 
     Why rows, not one JSON array joined by `json_agg`: PostgreSQL builds a 70 kB aggregate in freshly allocated
     memory that the kernel must fault in and zero on every call. Measured on a 50-item page of workflows, the array
@@ -91,8 +93,9 @@ def page_statement(total: str, items: str) -> str:
     as `json`: asyncpg hands bytes over in C, where a `json` value calls the pool's Python decoder once per row
     (~130 µs a page)."""
     return f"""
-SELECT t.total, convert_to(i.item::text, 'UTF8') AS item, i.created_at, i.id
-FROM ({total}) t LEFT JOIN LATERAL ({items}) i ON true"""
+SELECT t.total, convert_to(i.item::text, 'UTF8') AS item,
+    CASE WHEN i.n = $2 - 1 THEN i.created_at END AS created_at, CASE WHEN i.n = $2 - 1 THEN i.id END AS id
+FROM ({total}) t LEFT JOIN LATERAL (SELECT i.*, row_number() OVER () AS n FROM ({items}) i) i ON true"""
 
 
 def render_page(rows: Sequence[PageRow], limit: int, offset: int, next_cursor: Callable[[Position], str]) -> bytes:
