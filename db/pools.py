@@ -78,7 +78,8 @@ def asyncpg_dsn(database_url: str) -> str:
 
 
 _SPACED = (b'" : ', b", \n ")
-"""What `json_build_object` (`{"id" : 1}`) and `json_agg` (`[1, \n 2]`) put between tokens."""
+"""What `json_build_object` puts around a key's colon (`{"id" : 1}`), and `json_agg` between rows
+(`[{"x":1}, \n {"x":2}]`)."""
 
 
 def compact_json(text: bytes) -> bytes:
