@@ -32,6 +32,12 @@ __all__ = [
 ]
 
 
+def bearer_headers(browser: Browser) -> dict[str, str]:
+    """The API's Authorization header for the session the page signed in with."""
+    token = browser.driver.execute_script("return sessionStorage.getItem('roi.token')")
+    return {"Authorization": f"Bearer {token}"}
+
+
 def check_screen(browser: Browser, name: str) -> None:
     """Screenshot it (for a person to look at), and no serious or critical axe-core violation."""
     path = browser.screenshot(name)

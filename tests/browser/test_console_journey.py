@@ -19,6 +19,7 @@ from testkit.chromium import Browser
 from testkit.ledgers import csv_ledger_bytes
 from tests.browser.console_support import (
     PASSWORD,
+    bearer_headers,
     check_screen,
     element,
     fill,
@@ -131,8 +132,7 @@ def test_a_persons_whole_path(service: ConsoleService, browser: Browser, tmp_pat
 
     email = new_email()
     register(browser, service.base_url, email)
-    token = driver.execute_script("return sessionStorage.getItem('roi.token')")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer_headers(browser)
     assert "Ada Lovelace" in text_of(browser, "#who")
     check_screen(browser, "04-workflows-empty")
 
@@ -263,8 +263,7 @@ def test_a_persons_whole_path(service: ConsoleService, browser: Browser, tmp_pat
 def test_the_list_pages_with_the_cursor_and_filters(service: ConsoleService, browser: Browser) -> None:
     register(browser, service.base_url, new_email())
     driver = browser.driver
-    token = driver.execute_script("return sessionStorage.getItem('roi.token')")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer_headers(browser)
     for number in range(23):
         body = {"name": f"Case {number:02d}", "cash_flows": [-100, 60, 60], "parameters": {"discount_rate": 0.05}}
         assert httpx.post(f"{service.base_url}/api/workflows", json=body, headers=headers).status_code == 201

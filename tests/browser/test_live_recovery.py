@@ -15,7 +15,7 @@ import pytest
 
 from infra.settings import Settings
 from testkit.chromium import Browser
-from tests.browser.console_support import check_screen, element, new_email, register, wait_for_screen
+from tests.browser.console_support import bearer_headers, check_screen, element, new_email, register, wait_for_screen
 from tests.browser.service import ConsoleService
 
 pytestmark = pytest.mark.slow
@@ -65,8 +65,7 @@ def connection(browser: Browser) -> str:
 def test_the_console_recovers_after_the_server_restarts(restartable: ConsoleService, browser: Browser) -> None:
     base = restartable.base_url
     register(browser, base, new_email())
-    token = browser.driver.execute_script("return sessionStorage.getItem('roi.token')")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer_headers(browser)
     workflow = httpx.post(f"{base}/api/workflows", json=LONG_RUN, headers=headers).json()
     browser.driver.get(f"{base}/#/workflows/{workflow['id']}")
     wait_for_screen(browser, "workflow-title", NAME)
@@ -127,8 +126,7 @@ def test_a_run_that_ends_before_the_page_is_subscribed_is_shown(restartable: Con
     )
     base = restartable.base_url
     register(browser, base, new_email())
-    token = driver.execute_script("return sessionStorage.getItem('roi.token')")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer_headers(browser)
     trivial = {"name": "Ends unseen", "cash_flows": [-100.0, 40.0, 50.0, 60.0], "parameters": {"discount_rate": 0.1}}
     workflow_id = httpx.post(f"{base}/api/workflows", json=trivial, headers=headers).json()["id"]
 
@@ -168,8 +166,7 @@ def test_a_workflow_created_before_the_list_is_subscribed_is_listed(
         lambda: element(browser, "p.empty").text == "No workflows yet. Create one to get started.", "the list"
     )
     assert driver.execute_script("return window.heldFrames.length") == 1, "its subscription has not gone yet"
-    token = driver.execute_script("return sessionStorage.getItem('roi.token')")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer_headers(browser)
     created = {"name": "Made elsewhere", "cash_flows": [-100.0, 60.0, 60.0], "parameters": {"discount_rate": 0.1}}
     assert httpx.post(f"{base}/api/workflows", json=created, headers=headers).status_code == 201
 

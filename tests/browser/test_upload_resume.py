@@ -11,7 +11,15 @@ import pytest
 
 from testkit.chromium import Browser
 from testkit.ledgers import csv_ledger_bytes
-from tests.browser.console_support import check_screen, element, new_email, register, text_of, wait_for_screen
+from tests.browser.console_support import (
+    bearer_headers,
+    check_screen,
+    element,
+    new_email,
+    register,
+    text_of,
+    wait_for_screen,
+)
 from tests.browser.service import ConsoleService
 
 pytestmark = pytest.mark.slow
@@ -44,8 +52,7 @@ def test_an_upload_resumes_after_a_reload(service: ConsoleService, browser: Brow
     ledger = tmp_path / "ledger.csv"
     ledger.write_bytes(data + b"2020-01-01,1000,0,-1.00,capex\n")
     register(browser, service.base_url, new_email())
-    token = browser.driver.execute_script("return sessionStorage.getItem('roi.token')")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = bearer_headers(browser)
 
     throttle_uploads(browser, UPLOAD_BYTES_PER_S)
     choose_ledger(browser, ledger)
