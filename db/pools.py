@@ -92,6 +92,19 @@ def compact_json(text: bytes) -> bytes:
     return msgspec.json.format(text, indent=-1)
 
 
+_SPACED_KEY = b'" : '
+
+
+def written_spaced(json_object: bytes) -> bool:
+    """Whether a JSON object has `json_build_object`'s spacing, told by its first key alone (`{"id" : …`).
+
+    Why not search the whole text: over a 70 kB page, the search cost ~60 µs, 12 % of the API worker's CPU for the
+    page (perf). A first key with an escaped quote reads as compact: the JSON goes out as valid, only not compacted.
+    """
+    end = json_object.find(b'"', 2)
+    return json_object[end : end + len(_SPACED_KEY)] == _SPACED_KEY
+
+
 async def _prepare_connection(observers: list[StatementObserver], connection: asyncpg.Connection) -> None:
     # The binary wire format of `json` is its UTF-8 text: hand those bytes over, compacted but not decoded.
     await connection.set_type_codec(

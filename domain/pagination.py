@@ -18,7 +18,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from db.pools import compact_json
+import msgspec
+
+from db.pools import written_spaced
 from domain.errors import InvalidInput
 
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -99,14 +101,18 @@ FROM ({total}) t LEFT JOIN LATERAL (SELECT i.*, row_number() OVER () AS n FROM (
 
 
 def render_page(rows: Sequence[PageRow], limit: int, offset: int, next_cursor: Callable[[Position], str]) -> bytes:
-    """The page's JSON around its items as PostgreSQL wrote them (compacted when written with its spacing):
+    """The page's JSON around its items as PostgreSQL wrote them (compacted, as one, when any item was written with
+    `json_build_object`'s spacing):
     `{"items", "total", "limit", "offset", "next_cursor"}`, where `next_cursor` continues after the last item when
     another page follows."""
     cursor = b"null"
     if len(rows) > limit:
         last = rows[limit - 1]
         cursor = b'"%s"' % next_cursor(Position(last["created_at"], last["id"])).encode()
-    items = compact_json(b"[%s]" % b",".join([row["item"] for row in rows[:limit] if row["item"] is not None]))
+    parts = [row["item"] for row in rows[:limit] if row["item"] is not None]
+    items = b"[%s]" % b",".join(parts)
+    if any(written_spaced(part) for part in parts):
+        items = msgspec.json.format(items, indent=-1)
     return b'{"items":%s,"total":%d,"limit":%d,"offset":%d,"next_cursor":%s}' % (
         items,
         rows[0]["total"],
