@@ -19,7 +19,7 @@ UPLOAD_DETAIL = f"SELECT {_UPLOAD_JSON} FROM uploads u WHERE u.id = $1 AND u.own
 
 _TOTAL = "SELECT coalesce((SELECT c.n FROM upload_counts c WHERE c.owner_id = $1), 0)::bigint AS total"
 _ITEMS = f"""
-SELECT {_UPLOAD_JSON} AS item, u.created_at, u.id FROM uploads u WHERE u.owner_id = $1 {{condition}}
+SELECT {_UPLOAD_JSON} AS item FROM uploads u WHERE u.owner_id = $1 {{condition}}
 ORDER BY u.created_at DESC, u.id DESC LIMIT $2 OFFSET $3"""
 
 # A page: $1 owner, $2 the page's size plus one, $3 offset; then the cursor's position.

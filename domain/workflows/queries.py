@@ -39,14 +39,14 @@ def _page(status: str, after: str = "", offset: bool = False) -> str:
     total = f"{_TOTAL} {status.replace('w.', 'c.')}"
     if not offset:
         items = f"""
-SELECT w.doc AS item, w.created_at, w.id FROM roi_workflows w WHERE w.owner_id = $1 {status} {after}
+SELECT w.doc AS item FROM roi_workflows w WHERE w.owner_id = $1 {status} {after}
 {_NEWEST_FIRST} LIMIT $2 OFFSET $3"""
         return page_statement(total, items)
     start = f"""
 SELECT w.created_at, w.id FROM roi_workflows w WHERE w.owner_id = $1 {status} {_NEWEST_FIRST} OFFSET $3 LIMIT 1"""
     items = f"""
-SELECT w.doc AS item, w.created_at, w.id FROM ({start}) s CROSS JOIN LATERAL (
-    SELECT w.doc, w.created_at, w.id FROM roi_workflows w
+SELECT w.doc AS item FROM ({start}) s CROSS JOIN LATERAL (
+    SELECT w.doc FROM roi_workflows w
     WHERE w.owner_id = $1 {status} AND (w.created_at, w.id) <= (s.created_at, s.id) {_NEWEST_FIRST} LIMIT $2
 ) w"""
     return page_statement(total, items)

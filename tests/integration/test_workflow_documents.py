@@ -52,14 +52,15 @@ async def test_a_document_is_stored_compact_and_reads_back_every_character(
 async def test_a_document_stored_before_compaction_reaches_clients_compact(
     client: AsyncTestClient, alice: Account, db: asyncpg.Pool
 ) -> None:
+    older = await create(client, alice, name="older")
     created = await create(client, alice, name=AWKWARD_NAME)
     workflow_id = uuid.UUID(created["id"])
     async with db.acquire() as connection:
         # As 0008's trigger wrote it: PostgreSQL's spacing. Triggers off for this write only, to keep that text.
         await connection.execute("SET session_replication_role = replica")
         await connection.execute(
-            "UPDATE roi_workflows SET doc = json_build_object('id', id, 'name', name, 'steps', '[]'::json)"
-            " WHERE id = $1",
+            "UPDATE roi_workflows SET doc = json_build_object("
+            "'id', id, 'name', name, 'created_at', roi_timestamp(created_at), 'steps', '[]'::json) WHERE id = $1",
             workflow_id,
         )
         await connection.execute("RESET session_replication_role")
@@ -67,12 +68,23 @@ async def test_a_document_stored_before_compaction_reaches_clients_compact(
             b'" : '
             in (await connection.fetchval("SELECT doc::text FROM roi_workflows WHERE id = $1", workflow_id)).encode()
         )
+    spaced = {"id": created["id"], "name": AWKWARD_NAME, "created_at": created["created_at"], "steps": []}
 
     response = await client.get(f"/api/workflows/{workflow_id}", headers=alice.headers)
     assert response.status_code == 200
     assert response.content == compact(response.content)
-    assert response.json() == {"id": created["id"], "name": AWKWARD_NAME, "steps": []}
+    assert response.json() == spaced
     page = await client.get("/api/workflows", headers=alice.headers)
     assert page.status_code == 200
     assert page.content == compact(page.content), "a page holding such a document is compact too"
-    assert page.json()["items"] == [{"id": created["id"], "name": AWKWARD_NAME, "steps": []}]
+    assert [item["id"] for item in page.json()["items"]] == [created["id"], older["id"]]
+    assert page.json()["items"][0] == spaced
+
+    # The spaced document ends a page: the next page continues after it, from its own created_at and id.
+    first = await client.get("/api/workflows?limit=1", headers=alice.headers)
+    assert first.status_code == 200
+    assert first.json()["items"] == [spaced]
+    following = await client.get(f"/api/workflows?limit=1&cursor={first.json()['next_cursor']}", headers=alice.headers)
+    assert following.status_code == 200
+    assert [item["id"] for item in following.json()["items"]] == [older["id"]]
+    assert following.json()["next_cursor"] is None
