@@ -46,6 +46,8 @@ EXPRESS_SLOTS = 1
 MAX_REQUEUES = 3
 """Times a queued run's job may fail before it starts and be queued again (PostgreSQL restarting under its claim)."""
 ABORTED_IN_QUEUE = "aborted from the queue UI"
+ABORT_CHECK_INTERVAL_S = 0.5
+"""How often a worker reads its running jobs' records for an abort: one MGET while any has run this long."""
 
 
 async def run_workflow_job(
@@ -249,7 +251,16 @@ def create_worker(
         concurrency=concurrency or settings.worker_concurrency,
         startup=startup,
         shutdown=shutdown,
-        timers=PartialTimersDict(schedule=1, worker_info=10, sweep=5, abort=1),
+        # SAQ looks for aborted jobs every `abort` seconds, among those running at least that long: at 1 s, a job
+        # aborted in the queue UI soon after it started went unseen until its second second, and a run of under
+        # 2 s could finish `succeeded` after the operator's abort was accepted (seen in CI with a 1.9 s run). SAQ
+        # types its timers as whole seconds; its loop sleeps for any float.
+        timers=PartialTimersDict(
+            schedule=1,
+            worker_info=10,
+            sweep=5,
+            abort=ABORT_CHECK_INTERVAL_S,  # type: ignore[typeddict-item]
+        ),
         # Running jobs are handed back at once on shutdown (see run_workflow_job) rather than waited for: SAQ would
         # wait the whole grace period for its never-ending upkeep tasks too.
         shutdown_grace_period_s=0,
