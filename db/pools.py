@@ -77,7 +77,8 @@ def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-_SPACED = (b'" : ', b", \n ")
+_SPACED_KEY = b'" : '
+_SPACED = (_SPACED_KEY, b", \n ")
 """What `json_build_object` puts around a key's colon (`{"id" : 1}`), and `json_agg` between rows
 (`[{"x":1}, \n {"x":2}]`)."""
 
@@ -90,9 +91,6 @@ def compact_json(text: bytes) -> bytes:
     if not any(spacing in text for spacing in _SPACED):
         return text
     return msgspec.json.format(text, indent=-1)
-
-
-_SPACED_KEY = b'" : '
 
 
 def written_spaced(json_object: bytes) -> bool:
